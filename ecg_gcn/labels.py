@@ -1,0 +1,125 @@
+"""The scored SNOMED-CT diagnoses of the 2020 Challenge and their weight matrix.
+
+weights.csv (beside the repository root) is the single source of truth: its 27 codes, in its
+order, are what `run_12ECG_classifier` reports; merging the three equivalent pairs onto their first
+member gives the 24 classes the scorer and the network work with.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_CSV = ROOT / "weights.csv"
+DX_MAPPING_SCORED_CSV = ROOT / "dx_mapping_scored.csv"
+
+NORMAL_CODE = "426783006"  # sinus rhythm: the "always normal" baseline of the challenge metric
+
+# Scored as one diagnosis each; the first code is the representative (evaluation-2020, 2020-08).
+EQUIVALENT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("713427006", "59118001"),  # complete RBBB = RBBB
+    ("284470004", "63593006"),  # PAC = SVPB
+    ("427172004", "17338001"),  # PVC = VPB
+)
+REPRESENTATIVE: dict[str, str] = {b: a for a, b in EQUIVALENT_PAIRS}
+
+
+def representative(code: str) -> str:
+    """The code the scorer counts `code` as (itself unless it is the second of a pair)."""
+    return REPRESENTATIVE.get(code, code)
+
+
+def read_table(path: Path | str) -> tuple[list[str], list[str], np.ndarray]:
+    """Read a square CSV table with codes in its first row and column.
+
+    Returns (row codes, column codes, values); a cell that is not a number becomes NaN, as the
+    official scorer reads it.
+    """
+    with open(path, newline="") as f:
+        table = [[cell.strip() for cell in row] for row in csv.reader(f)]
+    if len(table) < 2:
+        raise ValueError(f"{path}: the table is empty")
+    widths = {len(row) for row in table[1:]}
+    if len(widths) != 1 or min(widths) < 2:
+        raise ValueError(f"{path}: the rows have different lengths")
+    cols = table[0][1:]
+    rows = [row[0] for row in table[1:]]
+    values = np.array([[_to_float(cell) for cell in row[1:]] for row in table[1:]])
+    return rows, cols, values
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+@lru_cache(maxsize=4)
+def load_weights(path: Path | str = WEIGHTS_CSV) -> tuple[tuple[str, ...], np.ndarray]:
+    """The merged classes and their weight matrix, as the official scorer derives them.
+
+    Each code is replaced by its representative, the rows and columns of merged codes must be
+    identical, and the first occurrence of each class is kept.
+    """
+    rows, cols, values = read_table(path)
+    if rows != cols:
+        raise ValueError(f"{path}: the row codes and the column codes differ")
+    merged = [representative(code) for code in rows]
+    classes: list[str] = []
+    first: list[int] = []
+    for i, code in enumerate(merged):
+        if code in classes:
+            j = first[classes.index(code)]
+            same_row = np.array_equal(values[i], values[j], equal_nan=True)
+            same_col = np.array_equal(values[:, i], values[:, j], equal_nan=True)
+            if not (same_row and same_col):
+                raise ValueError(f"{path}: equivalent codes {rows[j]} and {rows[i]} differ")
+            continue
+        classes.append(code)
+        first.append(i)
+    weights = values[np.ix_(first, first)]
+    weights.setflags(write=False)
+    return tuple(classes), weights
+
+
+@lru_cache(maxsize=1)
+def scored_codes() -> tuple[str, ...]:
+    """The 27 scored codes in weights.csv order (what the driver's output files list)."""
+    rows, _, _ = read_table(WEIGHTS_CSV)
+    return tuple(rows)
+
+
+@lru_cache(maxsize=1)
+def abbreviations() -> dict[str, str]:
+    """SNOMED code -> short name (AF, RBBB, ...) from dx_mapping_scored.csv."""
+    with open(DX_MAPPING_SCORED_CSV, newline="") as f:
+        return {row["SNOMED CT Code"]: row["Abbreviation"] for row in csv.DictReader(f)}
+
+
+CLASSES, WEIGHTS = load_weights()
+NUM_CLASSES = len(CLASSES)  # 24
+SCORED_CODES = scored_codes()  # 27
+NORMAL_INDEX = CLASSES.index(NORMAL_CODE)
+CLASS_INDEX = {code: i for i, code in enumerate(CLASSES)}
+
+
+def encode(codes: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Multi-hot vector over the 24 classes; unscored codes are dropped."""
+    y = np.zeros(NUM_CLASSES, dtype=bool)
+    for code in codes:
+        i = CLASS_INDEX.get(representative(code.strip()))
+        if i is not None:
+            y[i] = True
+    return y
+
+
+def expand(per_class: np.ndarray) -> np.ndarray:
+    """Map values over the 24 classes to the 27 scored codes; both members of a pair share one."""
+    per_class = np.asarray(per_class)
+    index = [CLASS_INDEX[representative(code)] for code in SCORED_CODES]
+    return per_class[..., index]
