@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Classify every recording of a folder, as the organisers' driver does.
+
+    python driver.py MODEL_DIR INPUT_DIR OUTPUT_DIR
+
+Loads the model that train_model.py wrote to MODEL_DIR once, then writes OUTPUT_DIR/<record>.csv
+for every <record>.mat of INPUT_DIR (with its <record>.hea beside it): the record id, the 27
+scored codes, the 0/1 labels and the probabilities. The contract is the official one
+(OFFICIAL_INTERFACE.md section 2); this driver adds a progress bar, clear errors, atomic
+writes, and an output for every recording: one that cannot be read or classified gets a
+warning and the always-normal answer, so the scorer never finds a file missing.
+"""
+
+import os
+import sys
+
+import numpy as np
+from scipy.io import loadmat
+from tqdm import tqdm
+
+from ecg_gcn.outputs import format_output, normal_answer, write_output
+from run_12ECG_classifier import load_12ECG_model, run_12ECG_classifier
+
+
+def find_recordings(input_directory):
+    """The official discovery: regular files, not hidden, whose lower-cased name ends in `mat`."""
+    names = []
+    for name in os.listdir(input_directory):
+        path = os.path.join(input_directory, name)
+        if os.path.isfile(path) and not name.startswith(".") and name.lower().endswith("mat"):
+            names.append(name)
+    return names
+
+
+def load_challenge_data(mat_path):
+    """The recording as the official driver passes it: `val` as float64, header lines."""
+    data = np.asarray(loadmat(mat_path)["val"], dtype=np.float64)
+    header_path = os.path.splitext(mat_path)[0] + ".hea"
+    with open(header_path, errors="replace") as f:
+        header_data = f.readlines()
+    return data, header_data
+
+
+def classify(mat_path, model):
+    """(labels, scores, classes) for one recording; the always-normal answer if it fails."""
+    try:
+        data, header_data = load_challenge_data(mat_path)
+        return run_12ECG_classifier(data, header_data, model)
+    except Exception as error:  # one bad recording must not cost the others their outputs
+        tqdm.write(
+            f"warning: {mat_path}: {type(error).__name__}: {error}; "
+            "writing the always-normal answer",
+            file=sys.stderr,
+        )
+        return normal_answer()
+
+
+def main(argv):
+    if len(argv) != 4:
+        sys.exit("usage: python driver.py MODEL_DIR INPUT_DIR OUTPUT_DIR")
+    model_directory, input_directory, output_directory = argv[1:]
+    if not os.path.isdir(input_directory):
+        sys.exit(f"error: input folder {input_directory} does not exist")
+    if not os.path.isdir(output_directory):
+        os.mkdir(output_directory)
+
+    print("Loading 12ECG model...")
+    model = load_12ECG_model(model_directory)
+
+    print("Extracting 12ECG features...")
+    names = find_recordings(input_directory)
+    for name in tqdm(names, unit="rec", disable=None):
+        labels, scores, classes = classify(os.path.join(input_directory, name), model)
+        record = os.path.splitext(name)[0]
+        write_output(output_directory, name, format_output(record, classes, labels, scores))
+    print("Done.")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,68 @@
+"""The prevalence baseline: every recording gets the training set's class frequencies.
+
+It needs no signal, so it is the floor any trained model must beat: its probabilities give the
+AUROC of chance, and its labels (the classes present in at least half of the training
+recordings, or else the most frequent one) are nearly always the always-normal answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ecg_gcn import labels as lbl
+from ecg_gcn import records
+
+logger = logging.getLogger(__name__)
+
+PREVALENCE_FILE = "prevalence.json"
+
+
+def fit(data_dir: str | Path) -> np.ndarray:
+    """Fraction of the folder's recordings that carry each of the 24 classes."""
+    names = records.find_records(data_dir)
+    if not names:
+        raise ValueError(f"{data_dir}: no .hea files found")
+    counts = np.zeros(lbl.NUM_CLASSES)
+    used = 0
+    for name in names:
+        path = Path(data_dir) / f"{name}.hea"
+        try:
+            header = records.parse_header(path.read_bytes(), path=path)
+        except (OSError, records.HeaderError) as error:
+            logger.warning("skipping %s: %s", path, error)
+            continue
+        counts += records.labels_of(header)
+        used += 1
+    if used == 0:
+        raise ValueError(f"{data_dir}: none of the {len(names)} headers could be read")
+    return counts / used
+
+
+def save(prevalence: np.ndarray, model_dir: str | Path) -> Path:
+    path = Path(model_dir) / PREVALENCE_FILE
+    table = dict(zip(lbl.CLASSES, map(float, prevalence), strict=True))
+    path.write_text(json.dumps({"prevalence": table}, indent=1) + "\n")
+    return path
+
+
+def load(model_dir: str | Path) -> np.ndarray:
+    path = Path(model_dir) / PREVALENCE_FILE
+    try:
+        table = json.loads(path.read_text())["prevalence"]
+        return np.array([float(table[code]) for code in lbl.CLASSES])
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: not a prevalence model ({error})") from error
+
+
+def answer(prevalence: np.ndarray) -> tuple[list[int], list[float], list[str]]:
+    """(labels, scores, classes) over the 27 scored codes; never an empty label set."""
+    positive = prevalence >= 0.5
+    if not positive.any():
+        positive[int(np.argmax(prevalence))] = True
+    labels = lbl.expand(positive.astype(int))
+    scores = lbl.expand(prevalence)
+    return [int(x) for x in labels], [float(x) for x in scores], list(lbl.SCORED_CODES)

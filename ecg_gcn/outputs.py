@@ -1,0 +1,62 @@
+"""The driver's output files: four lines per recording, written atomically.
+
+Line 1 is `#` and the recording id, then the class codes, the 0/1 labels and the probabilities,
+each joined by commas (OFFICIAL_INTERFACE.md section 2). The official scorer reads a label as
+positive only when it is written `1` (or True/T), so labels must be ints, never `1.0`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ecg_gcn import labels as lbl
+
+OUTPUT_SUFFIX = ".csv"
+
+
+def output_name(recording_file: str) -> str:
+    """`A0001.mat` -> `A0001.csv` (the name the scorer looks for beside `A0001.hea`)."""
+    return os.path.splitext(os.path.basename(recording_file))[0] + OUTPUT_SUFFIX
+
+
+def format_output(
+    record: str, classes: Sequence[str], labels: Sequence[object], scores: Sequence[object]
+) -> str:
+    """The four lines of an output file, each value written with `str()` as the official
+    driver does."""
+    return (
+        "\n".join(
+            [
+                f"#{record}",
+                ",".join(classes),
+                ",".join(str(x) for x in labels),
+                ",".join(str(x) for x in scores),
+            ]
+        )
+        + "\n"
+    )
+
+
+def write_output(folder: str | Path, recording_file: str, text: str) -> Path:
+    """Write one output file atomically: a reader never sees half a file."""
+    path = Path(folder) / output_name(recording_file)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def normal_answer() -> tuple[list[int], list[float], list[str]]:
+    """(labels, scores, classes) saying sinus rhythm and nothing else: the conservative answer
+    for a recording that cannot be read, scored 0 by the challenge metric by construction."""
+    classes = list(lbl.SCORED_CODES)
+    labels = [int(code == lbl.NORMAL_CODE) for code in classes]
+    return labels, [float(x) for x in labels], classes

@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Train the entry on a folder of recordings, as the organisers' script does.
+
+    python train_model.py DATA_DIR MODEL_DIR
+
+Reads every <record>.hea / <record>.mat pair of DATA_DIR and writes the trained model into
+MODEL_DIR (made if missing), which driver.py then takes as its first argument.
+"""
+
+import os
+import sys
+
+from train_12ECG_classifier import train_12ECG_classifier
+
+
+def main(argv):
+    if len(argv) != 3:
+        sys.exit("usage: python train_model.py DATA_DIR MODEL_DIR")
+    input_directory, output_directory = argv[1:]
+    if not os.path.isdir(input_directory):
+        sys.exit(f"error: training folder {input_directory} does not exist")
+    if not os.path.isdir(output_directory):
+        os.mkdir(output_directory)
+
+    print("Running training code...")
+    train_12ECG_classifier(input_directory, output_directory)
+    print("Done.")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
