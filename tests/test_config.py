@@ -1,0 +1,130 @@
+"""Frozen configurations, the named profiles and the plain-dict round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from ecg_gcn import config
+from ecg_gcn.config import ModelConfig, TrainConfig
+
+
+def test_the_defaults_are_the_paper():
+    m = ModelConfig()
+    assert (m.n_leads, m.num_classes, m.filters, m.kernel_size, m.n_blocks) == (12, 24, 32, 16, 16)
+    assert (m.dropout, m.residual, m.gru, m.head, m.tau, m.p) == (0.2, True, True, "gcn", 0.4, 0.25)
+    assert len(m.gcn_hidden) + 1 == 3  # three graph-convolution layers
+    assert m.stride == 512  # one feature vector per 512 input samples
+    assert m.cnn_channels == 256
+    assert m.feature_dim == 2 * m.gru_hidden
+    assert dataclasses.replace(m, gru=False).feature_dim == 256
+    t = TrainConfig()
+    assert (t.lr, t.batch_size, t.max_epochs) == (1e-3, 32, 100)
+    assert (t.lr_factor, t.lr_patience) == (0.1, 2)
+    assert t.window_samples == 9000
+
+
+def test_configs_are_frozen_and_hashable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ModelConfig().filters = 64  # type: ignore[misc]
+    assert len({ModelConfig(), ModelConfig(gcn_hidden=[128, 256])}) == 1
+
+
+@pytest.mark.parametrize("name", config.PROFILES)
+def test_round_trip_through_json(name):
+    model, train = config.profile(name)
+    for cfg, from_dict in (
+        (model, config.model_config_from_dict),
+        (train, config.train_config_from_dict),
+    ):
+        d = json.loads(json.dumps(config.to_dict(cfg)))
+        assert from_dict(d) == cfg
+
+
+def test_round_trip_of_changed_values():
+    model = ModelConfig(filters=16, gru=False, head="linear", gcn_hidden=(32, 64, 96), tau=0.3)
+    d = config.to_dict(model)
+    assert d["gcn_hidden"] == [32, 64, 96]  # a list, as JSON has it
+    assert config.model_config_from_dict(d) == model
+    train = TrainConfig(lr=3e-4, amp=False, threshold_mode="per_class", window_seconds=10.0)
+    assert config.train_config_from_dict(config.to_dict(train)) == train
+
+
+def test_unknown_keys_are_named():
+    d = config.to_dict(ModelConfig()) | {"filterz": 64, "heads": 2}
+    with pytest.raises(ValueError, match="filterz, heads"):
+        config.model_config_from_dict(d)
+    with pytest.raises(ValueError, match="bogus"):
+        config.train_config_from_dict({"bogus": 1})
+
+
+def test_a_missing_key_takes_its_default():
+    assert config.model_config_from_dict({"filters": 16}) == ModelConfig(filters=16)
+    assert config.train_config_from_dict({}) == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n_leads", 0),
+        ("filters", 3.5),
+        ("n_blocks", True),
+        ("kernel_size", -16),
+        ("dropout", 1.0),
+        ("residual", "yes"),
+        ("head", "mlp"),
+        ("pooling", "attention"),
+        ("gcn_hidden", (64, 0)),
+        ("tau", 0.0),
+        ("p", 1.0),
+    ],
+)
+def test_bad_model_values_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", 0.0),
+        ("batch_size", 0),
+        ("lr_factor", 1.0),
+        ("early_stop_patience", -1),
+        ("window_seconds", 0),
+        ("validation_fraction", 1.0),
+        ("amp", 1),
+        ("threshold_mode", "best"),
+        ("select_metric", "auroc"),
+    ],
+)
+def test_bad_train_values_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_profiles():
+    assert list(config.PROFILES) == ["paper", "quick"]
+    assert config.profile("paper") == (ModelConfig(), TrainConfig())
+    model, train = config.profile("quick")
+    assert model == ModelConfig()  # the quick demo trains the paper's network
+    assert train.max_epochs < 20 and train.window_samples <= 9000
+    with pytest.raises(ValueError, match="paper, quick"):
+        config.profile("fast")
+
+
+def test_profile_from_the_environment():
+    assert config.profile_from_env({}) == config.profile("paper")
+    assert config.profile_from_env({"ECG_GCN_PROFILE": ""}) == config.profile("paper")
+    assert config.profile_from_env({"ECG_GCN_PROFILE": "quick"}) == config.profile("quick")
+    with pytest.raises(ValueError, match=r"ECG_GCN_PROFILE.*'demo'.*paper, quick"):
+        config.profile_from_env({"ECG_GCN_PROFILE": "demo"})
+
+
+def test_profile_from_env_reads_os_environ(monkeypatch):
+    monkeypatch.setenv("ECG_GCN_PROFILE", "quick")
+    assert config.profile_from_env() == config.profile("quick")
+    monkeypatch.delenv("ECG_GCN_PROFILE")
+    assert config.profile_from_env() == config.profile("paper")
