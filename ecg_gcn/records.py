@@ -46,9 +46,10 @@ NOMINAL_GAIN = 1000.0
 # records of shared/real_sample (all 1000/mV) its geometric mean is 1.09 mV, range 0.43-2.8 mV.
 TYPICAL_AMPLITUDE_MV = 1.0
 AMPLITUDE_WINDOW_S = 2.0  # long enough to hold a QRS complex down to 30 beats per minute
-# Gains within this factor of the nominal one are never second-guessed: amplitudes vary more than
-# that between people, so the evidence could not tell them apart.
-MIN_GAIN_RATIO = 2.0
+# Gains within this factor of the nominal one (500/mV and 2000/mV included) are never
+# second-guessed: amplitudes vary more than that between people, so the evidence could not tell
+# them apart.
+MIN_GAIN_RATIO = 3.0
 # A gain is only replaced by one that makes the amplitude physiological (QRS peak-to-peak amplitudes
 # lie within 0.1-10 mV); a signal that is nonsense either way keeps the gain its header states.
 PLAUSIBLE_AMPLITUDE_MV = (0.1, 10.0)
@@ -436,7 +437,9 @@ def check_gains(adc: np.ndarray, header: Header, *, source: str | None = None) -
                 f"gain corrected: {gain:.10g}/mV gives a typical amplitude of {stated_mv:.3g} mV, "
                 f"{NOMINAL_GAIN:g}/mV gives {nominal_mv:.3g} mV; used {NOMINAL_GAIN:g}/mV"
             )
-            logger.warning("%s: %s", source or header.record_name, notes[-1])
+            # INFO, not WARNING: a whole database can carry the same wrong gain, and the
+            # correction is recorded in the header's notes anyway.
+            logger.info("%s: %s", source or header.record_name, notes[-1])
     if not notes:
         return header
     return replace(header, gains=tuple(corrected.tolist()), notes=header.notes + tuple(notes))

@@ -106,12 +106,17 @@ def test_bad_train_values_are_refused(field, value):
 
 
 def test_profiles():
-    assert list(config.PROFILES) == ["paper", "quick"]
+    assert list(config.PROFILES) == ["paper", "quick", "smoke"]
     assert config.profile("paper") == (ModelConfig(), TrainConfig())
     model, train = config.profile("quick")
-    assert model == ModelConfig()  # the quick demo trains the paper's network
+    # The quick demo keeps the paper's architecture, narrower: only widths differ.
+    widths = {"filters", "gru_hidden"}
+    for field in dataclasses.fields(ModelConfig):
+        if field.name not in widths:
+            assert getattr(model, field.name) == getattr(ModelConfig(), field.name), field.name
+    assert model.filters < ModelConfig().filters
     assert train.max_epochs < 20 and train.window_samples <= 9000
-    with pytest.raises(ValueError, match="paper, quick"):
+    with pytest.raises(ValueError, match="paper, quick, smoke"):
         config.profile("fast")
 
 
@@ -119,7 +124,7 @@ def test_profile_from_the_environment():
     assert config.profile_from_env({}) == config.profile("paper")
     assert config.profile_from_env({"ECG_GCN_PROFILE": ""}) == config.profile("paper")
     assert config.profile_from_env({"ECG_GCN_PROFILE": "quick"}) == config.profile("quick")
-    with pytest.raises(ValueError, match=r"ECG_GCN_PROFILE.*'demo'.*paper, quick"):
+    with pytest.raises(ValueError, match=r"ECG_GCN_PROFILE.*'demo'.*paper, quick, smoke"):
         config.profile_from_env({"ECG_GCN_PROFILE": "demo"})
 
 

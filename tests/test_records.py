@@ -255,6 +255,8 @@ def ecg_like_adc(gain: float, n: int = 5000, fs: float = 500.0) -> np.ndarray:
         (1000, 200, 1000),  # PTB-XL 2020
         (1000, 1000, 1000),
         (1000, 1200, 1200),  # too close to 1000 to judge
+        (500, 500, 500),  # so are 500/mV and 2000/mV
+        (2000, 2000, 2000),
         (200, 200, 200),  # a genuine 200/mV record keeps its gain
         (4880, 4880, 4880),  # so does a genuine 4880/mV one
     ],
@@ -262,7 +264,7 @@ def ecg_like_adc(gain: float, n: int = 5000, fs: float = 500.0) -> np.ndarray:
 def test_gain_sanity(stored, stated, expected, caplog):
     lines = [f"R.mat 16+24 {stated}/mV 16 0 0 0 0 {name}" for name in LEADS]
     adc = ecg_like_adc(stored)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         record = records.from_arrays(adc, header_text("R 12 500 5000", lines))
     assert record.header.gains == (float(expected),) * 12
     np.testing.assert_allclose(record.signal, adc / expected, rtol=1e-6)

@@ -1,0 +1,255 @@
+"""The training loop: data, split, graph, model, epochs, the best checkpoint.
+
+A plain loop with its dependencies passed in (nanoGPT's habit): the device and precision are
+decided once; each epoch appends one row to history.csv; the best epoch is the one with the
+best validation challenge metric (thresholds tuned on the validation predictions, the same
+rule inference applies), and its checkpoint is the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ecg_gcn import config as cfg
+from ecg_gcn import dataset, graph, nets, predict, scoring, thresholds
+from ecg_gcn import labels as lbl
+
+logger = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.csv"
+SPLIT_FILE = "split.csv"
+SKIPPED_FILE = "skipped.csv"
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "val_loss",
+    "challenge_metric",
+    "macro_f1",
+    "threshold",
+    "lr",
+    "seconds",
+)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """One seed for Python and torch (CPU and CUDA); numpy randomness here always takes an
+    explicit Generator seeded from the configuration."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _precision(device: torch.device, amp: bool):
+    """Autocast on CUDA (bf16 where supported, else fp16 with a grad scaler); fp32 on the CPU."""
+    if device.type != "cuda" or not amp:
+        return contextlib.nullcontext, torch.amp.GradScaler(enabled=False)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def _write_rows(path: Path, fields: tuple[str, ...] | list[str], rows: list) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        writer.writerows(rows)
+
+
+def _split(cache: dataset.Cache, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified hold-out; with too few records to hold any out, validate on the training
+    records themselves (and say so) rather than fail."""
+    n = len(cache)
+    if round(n * fraction) < 1 or n - round(n * fraction) < 1:
+        logger.warning("only %d records: validating on the training records", n)
+        everything = np.arange(n)
+        return everything, everything
+    return dataset.stratified_split(cache.labels, fraction, seed)
+
+
+def _validate(
+    predictor: predict.Predictor, cache: dataset.Cache, indices: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """(probabilities, BCE loss) of the validation records, through the inference path."""
+    predictor.model.eval()
+    probabilities = predictor.probabilities_many([cache.signal(int(i)) for i in indices])
+    truth = cache.labels[indices].astype(np.float64)
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    loss = -np.mean(truth * np.log(clipped) + (1 - truth) * np.log(1 - clipped))
+    return probabilities, float(loss)
+
+
+def train(
+    data_dir: str | Path,
+    model_dir: str | Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    *,
+    cache_dir: str | Path | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fit the model on every readable record of `data_dir`; write it into `model_dir`.
+
+    Returns a summary: best epoch, its validation challenge metric and thresholds, and the
+    trained model as a Predictor (what loading the saved checkpoint gives back).
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(train_config.seed, train_config.deterministic)
+    device = device or predict.pick_device()
+    autocast, scaler = _precision(device, train_config.amp)
+
+    cache = dataset.build_cache(data_dir, cache_dir, progress=progress)
+    if cache.skipped:
+        _write_rows(model_dir / SKIPPED_FILE, ("record", "reason"), cache.skipped)
+        logger.warning(
+            "skipped %d unreadable records (listed in %s)",
+            len(cache.skipped),
+            model_dir / SKIPPED_FILE,
+        )
+    if len(cache) == 0:
+        raise ValueError(f"{data_dir}: none of the recordings could be read; nothing to train on")
+    absent = [
+        lbl.abbreviations()[c]
+        for c, n in zip(lbl.CLASSES, cache.labels.sum(0), strict=True)
+        if n == 0
+    ]
+    if absent:
+        logger.warning("no training example of: %s", ", ".join(absent))
+
+    train_idx, val_idx = _split(cache, train_config.validation_fraction, train_config.seed)
+    part = {int(i): "train" for i in train_idx} | {int(i): "validation" for i in val_idx}
+    _write_rows(
+        model_dir / SPLIT_FILE,
+        ("record", "part"),
+        [(cache.names[i], part[i]) for i in sorted(part)],
+    )
+
+    adjacency = graph.adjacency(cache.labels[train_idx], model_config.tau, model_config.p)
+    model = nets.build_model(model_config, adjacency).to(device)
+    step_model = torch.compile(model) if train_config.compile else model
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience
+    )
+    window = train_config.window_samples
+    generator = torch.Generator().manual_seed(train_config.seed)
+    loader = DataLoader(
+        dataset.CropDataset(cache, train_idx, window),
+        batch_size=train_config.batch_size,
+        shuffle=True,
+        num_workers=train_config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=train_config.num_workers > 0,
+        generator=generator,
+    )
+    predictor = predict.Predictor(
+        model, model_config, np.full(lbl.NUM_CLASSES, 0.5), window, device
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    history: list[list] = []
+    best = {"score": -math.inf, "epoch": 0, "state": None, "probabilities": None}
+    stale = 0
+    for epoch in range(1, train_config.max_epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        running, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+        for x, y in bar:
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            with autocast():
+                loss = loss_fn(step_model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            running += loss.item() * len(x)
+            seen += len(x)
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        probabilities, val_loss = _validate(predictor, cache, val_idx)
+        val_labels = cache.labels[val_idx]
+        cut, score = thresholds.tune(probabilities, val_labels, mode="global")
+        macro_f1 = scoring.f_measure(val_labels, thresholds.binarize(probabilities, cut))[0]
+        lr = optimizer.param_groups[0]["lr"]
+        seconds = time.perf_counter() - start
+        history.append(
+            [epoch, running / max(seen, 1), val_loss, score, macro_f1, cut[0], lr, seconds]
+        )
+        _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, history)
+        logger.info(
+            "epoch %d: loss %.4f, validation loss %.4f, challenge %.3f, F1 %.3f (%.0f s)",
+            epoch,
+            history[-1][1],
+            val_loss,
+            score,
+            macro_f1,
+            seconds,
+        )
+        if progress:
+            tqdm.write(
+                f"epoch {epoch:3d}  loss {history[-1][1]:.4f}  val loss {val_loss:.4f}  "
+                f"challenge {score:.3f}  F1 {macro_f1:.3f}  lr {lr:.0e}  {seconds:.0f} s"
+            )
+        criterion = score if train_config.select_metric == "challenge" else -val_loss
+        if criterion > best["score"]:
+            best = {
+                "score": criterion,
+                "epoch": epoch,
+                "state": copy.deepcopy(model.state_dict()),
+                "probabilities": probabilities,
+            }
+            predict.save_checkpoint(
+                model_dir / predict.CHECKPOINT_FILE,
+                model,
+                model_config,
+                train_config,
+                cut,
+                epoch=epoch,
+            )
+            stale = 0
+        else:
+            stale += 1
+        scheduler.step(val_loss)
+        if stale > train_config.early_stop_patience:
+            break
+
+    model.load_state_dict(best["state"])
+    val_labels = cache.labels[val_idx]
+    final, score = thresholds.tune(
+        best["probabilities"], val_labels, mode=train_config.threshold_mode
+    )
+    predict.save_checkpoint(
+        model_dir / predict.CHECKPOINT_FILE,
+        model,
+        model_config,
+        train_config,
+        final,
+        epoch=best["epoch"],
+    )
+    predictor.thresholds = final
+    model.eval()
+    return {
+        "epoch": best["epoch"],
+        "challenge_metric": score,
+        "thresholds": final,
+        "predictor": predictor,
+    }
