@@ -1,0 +1,133 @@
+"""Command line of the package: `python -m ecg_gcn VERB ...`.
+
+synth OUT --n N --seed S     labelled synthetic records in the Challenge format
+demo [FOLDER]                the whole official flow on synthetic data, scored
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from ecg_gcn.config import PROFILE_ENV
+from ecg_gcn.labels import ROOT
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from ecg_gcn import synth
+
+    names = synth.generate(
+        args.out,
+        args.n,
+        args.seed,
+        n_jobs=args.jobs,
+        prefix=args.prefix,
+        fs=args.fs,
+        seconds=args.seconds,
+        progress=True,
+    )
+    print(f"wrote {len(names)} records to {args.out}")
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    """Run one step of the demo as a user would type it, and stop the demo if it fails."""
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    print(f"\n$ {shown + ' ' if shown else ''}{shlex.join(command)}", flush=True)
+    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def _check_records(folder: Path) -> None:
+    """Read every record back with the shared reader: the demo data must be what it claims."""
+    from ecg_gcn import records
+
+    names = records.find_records(folder)
+    rates = {}
+    for name in names:
+        record = records.load_record(folder / f"{name}.hea")
+        rates[record.fs] = rates.get(record.fs, 0) + 1
+    summary = ", ".join(f"{n} at {fs:g} Hz" for fs, n in sorted(rates.items()))
+    print(f"checked {len(names)} records in {folder}: {summary}")
+
+
+def _write_constant(data: Path, out: Path, answer: tuple) -> None:
+    """Give every record of `data` the same answer: the baselines of the score table."""
+    from ecg_gcn import outputs, records
+
+    out.mkdir(exist_ok=True)
+    labels, scores, classes = answer
+    for name in records.find_records(data):
+        text = outputs.format_output(name, classes, labels, scores)
+        outputs.write_output(out, f"{name}.mat", text)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from ecg_gcn import baseline, outputs
+    from ecg_gcn.evaluation import evaluate
+
+    folder = Path(args.folder).resolve()
+    train, test, model = folder / "train", folder / "test", folder / "model"
+    py = sys.executable
+    for data, n, seed in ((train, args.n_train, args.seed), (test, args.n_test, args.seed + 1)):
+        if not data.is_dir():
+            _run([py, "-m", "ecg_gcn", "synth", str(data), "--n", str(n), "--seed", str(seed)])
+        _check_records(data)
+    profile = os.environ.get(PROFILE_ENV) or "quick"
+    _run([py, "train_model.py", str(train), str(model)], env={PROFILE_ENV: profile})
+    _run([py, "driver.py", str(model), str(test), str(folder / "outputs")])
+    scores = folder / "scores.csv"
+    _run([py, "evaluate_12ECG_score.py", str(test), str(folder / "outputs"), str(scores)])
+
+    _write_constant(test, folder / "always_normal", outputs.normal_answer())
+    prevalence = baseline.answer(baseline.fit(train))
+    _write_constant(test, folder / "prevalence", prevalence)
+    quiet = dict(log=lambda *_: None)
+    rows = [
+        (f"model ({profile})", evaluate(test, folder / "outputs", **quiet)),
+        ("prevalence", evaluate(test, folder / "prevalence", **quiet)),
+        ("always normal", evaluate(test, folder / "always_normal", **quiet)),
+    ]
+    print(f"\nscores on {len(os.listdir(folder / 'outputs'))} synthetic test records:")
+    names = ("AUROC", "AUPRC", "Accuracy", "F-measure", "Challenge")
+    print(f"{'':>16}" + "".join(f"{name:>11}" for name in names))
+    for label, result in rows:
+        values = (
+            result.auroc,
+            result.auprc,
+            result.accuracy,
+            result.f_measure,
+            result.challenge_metric,
+        )
+        print(f"{label:>16}" + "".join(f"{v:>11.3f}" for v in values))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ecg_gcn", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    synth = verbs.add_parser("synth", help="write labelled synthetic records")
+    synth.add_argument("out", help="folder to write the records into (made if missing)")
+    synth.add_argument("--n", type=int, default=100, help="number of records (default 100)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--jobs", type=int, default=-1, help="processes (default: all cores)")
+    synth.add_argument("--prefix", default="SYN", help="record name prefix (default SYN)")
+    synth.add_argument("--fs", type=float, help="force one sampling rate in Hz")
+    synth.add_argument("--seconds", type=float, help="force one duration in seconds")
+    synth.set_defaults(run=_synth)
+
+    demo = verbs.add_parser("demo", help="train, classify and score on synthetic data")
+    demo.add_argument("folder", nargs="?", default="demo", help="working folder (default demo)")
+    demo.add_argument("--n-train", type=int, default=1200, help="training records (default 1200)")
+    demo.add_argument("--n-test", type=int, default=300, help="test records (default 300)")
+    demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
+    demo.set_defaults(run=_demo)
+
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
