@@ -33,6 +33,31 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {len(names)} records to {args.out}")
 
 
+def _describe(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from ecg_gcn import config, graph, nets
+    from ecg_gcn.labels import NUM_CLASSES
+
+    model_config, train_config = config.profile(args.profile)
+    if args.variant:
+        model_config = nets.variant(args.variant, model_config)
+    # Any label matrix gives the graph's shape; the real one comes from the training labels.
+    placeholder = graph.adjacency(np.eye(NUM_CLASSES, dtype=bool), model_config.tau, model_config.p)
+    model = nets.build_model(model_config, placeholder)
+    window = train_config.window_samples
+    print(model)
+    print(f"\nprofile {args.profile}" + (f", variant {args.variant}" if args.variant else ""))
+    print(f"model:    {config.to_dict(model_config)}")
+    print(f"training: {config.to_dict(train_config)}")
+    print(f"parameters: {nets.count_parameters(model):,}")
+    print(f"stride: {model_config.stride} samples; feature size D = {model_config.feature_dim}")
+    for length in sorted({window, 9000}):
+        print(
+            f"forward: {nets.forward_flops(model, length):.2f} GFLOP per {length / 500:g} s window"
+        )
+
+
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     """Run one step of the demo as a user would type it, and stop the demo if it fails."""
     shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
@@ -118,10 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     synth.add_argument("--seconds", type=float, help="force one duration in seconds")
     synth.set_defaults(run=_synth)
 
+    describe = verbs.add_parser("describe", help="print a profile's network and its size")
+    describe.add_argument("--profile", default="paper", help="paper, quick or smoke")
+    describe.add_argument("--variant", help="a Table 1 variant: 1dcnn, resnet, resnet_bigru, ...")
+    describe.set_defaults(run=_describe)
+
     demo = verbs.add_parser("demo", help="train, classify and score on synthetic data")
     demo.add_argument("folder", nargs="?", default="demo", help="working folder (default demo)")
-    demo.add_argument("--n-train", type=int, default=1200, help="training records (default 1200)")
-    demo.add_argument("--n-test", type=int, default=300, help="test records (default 300)")
+    demo.add_argument("--n-train", type=int, default=6000, help="training records (default 6000)")
+    demo.add_argument("--n-test", type=int, default=500, help="test records (default 500)")
     demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
     demo.set_defaults(run=_demo)
 

@@ -147,15 +147,22 @@ class BiGRUEncoder(nn.Module):
     """A bidirectional GRU over the CNN's feature sequence, pooled over time to F (B, 2 * hidden).
 
     Mean pooling (the default) lets every step of the window count, wherever a finding sits in it.
+
+    Not in the paper: the sequence is layer-normalised before the GRU. The last residual block
+    adds up every block's shortcut, so its output reaches magnitudes of 30 or more; fed raw, that
+    saturates the GRU's sigmoid and tanh gates and the network barely learns (measured: a batch
+    of 32 synthetic records is not memorised in 120 Adam steps; with the normalisation it is in
+    60, as fast as the CNN alone).
     """
 
-    def __init__(self, channels: int, hidden: int, pooling: str):
+    def __init__(self, channels: int, hidden: int, pooling: str, normalise: bool = True):
         super().__init__()
+        self.norm = nn.LayerNorm(channels) if normalise else nn.Identity()
         self.gru = nn.GRU(channels, hidden, batch_first=True, bidirectional=True)
         self.pooling = pooling
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        seq = features.transpose(1, 2)  # (B, C, T') -> (B, T', C)
+        seq = self.norm(features.transpose(1, 2))  # (B, C, T') -> (B, T', C)
         out, _ = self.gru(seq)  # (B, T', 2 * hidden)
         return pool(out, self.pooling, dim=1)
 
@@ -225,7 +232,9 @@ class ECGNet(nn.Module):
         self.config = config
         self.cnn = ResNet1d(config)
         self.encoder = (
-            BiGRUEncoder(self.cnn.out_channels, config.gru_hidden, config.pooling)
+            BiGRUEncoder(
+                self.cnn.out_channels, config.gru_hidden, config.pooling, config.gru_input_norm
+            )
             if config.gru
             else None
         )

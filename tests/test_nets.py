@@ -176,10 +176,11 @@ def test_parameter_count_by_hand(model):
         conv += c_in * c_out if c_in != c_out else 0  # the 1x1 projection
         bn += 8 * 2 * c_out
     gru = 2 * 3 * (256 * 128 + 128 * 128 + 2 * 128)  # 2 directions, 3 gates, 2 biases
+    gru += 2 * 256  # the layer norm before the GRU
     gcn = 24 * 128 + 128 * 256 + 256 * 256
     expected = conv + bn + gru + gcn
     print(f"parameters of the full model: {nets.count_parameters(model):,}")
-    assert nets.count_parameters(model) == expected == 10_907_712
+    assert nets.count_parameters(model) == expected == 10_908_224
 
 
 def test_forward_flops_of_an_18_s_window(model):

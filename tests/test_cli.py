@@ -1,0 +1,44 @@
+"""The package's command line: python -m ecg_gcn VERB."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ecg_gcn import config, graph, nets, records
+from ecg_gcn.labels import NUM_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ecg_gcn", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_describe_prints_the_parameter_count_of_the_profile():
+    done = cli("describe", "--profile", "smoke")
+    assert done.returncode == 0, done.stderr
+    model_config, _ = config.profile("smoke")
+    adjacency = graph.adjacency(np.eye(NUM_CLASSES, dtype=bool), model_config.tau, model_config.p)
+    expected = nets.count_parameters(nets.build_model(model_config, adjacency))
+    assert f"parameters: {expected:,}" in done.stdout
+    assert re.search(r"forward: \d+\.\d+ GFLOP per 10 s window", done.stdout)
+
+
+def test_synth_writes_readable_records(tmp_path):
+    done = cli("synth", str(tmp_path / "out"), "--n", "3", "--seed", "5", "--fs", "257")
+    assert done.returncode == 0, done.stderr
+    names = records.find_records(tmp_path / "out")
+    assert len(names) == 3
+    assert {records.load_record(tmp_path / "out" / f"{n}.hea").fs for n in names} == {257.0}
+
+
+def test_an_unknown_verb_is_a_usage_error():
+    done = cli("train-everything")
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr
