@@ -28,6 +28,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_scorer.py
+	$(PY) bench/bench_model.py --profile paper
+	$(PY) bench/bench_model.py --profile quick
 
 demo: $(STAMP)
 	$(PY) -m ecg_gcn demo $(DEMO)

@@ -11,6 +11,7 @@ on the raw ADC array and header lines) and per 18 s window, with the FLOP rate t
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.io import loadmat
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from ecg_gcn import config, graph, nets, predict, synth
 from ecg_gcn import labels as lbl

@@ -195,7 +195,7 @@ def train(
             [epoch, running / max(seen, 1), val_loss, score, macro_f1, cut[0], lr, seconds]
         )
         _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, history)
-        logger.info(
+        logger.debug(
             "epoch %d: loss %.4f, validation loss %.4f, challenge %.3f, F1 %.3f (%.0f s)",
             epoch,
             history[-1][1],
