@@ -152,18 +152,13 @@ def build_cache(
     if not names:
         raise ValueError(f"{data_dir}: no recordings (.hea files) found")
     folder = Path(cache_dir) if cache_dir else cache_dir_for(data_dir)
-    settings = {"version": CACHE_VERSION, "fs": signal.TARGET_FS, "band": band}
+    # Plain lists and numbers, so they compare equal to what the JSON index gives back.
+    settings = {"version": CACHE_VERSION, "fs": signal.TARGET_FS, "band": list(band or []) or None}
     fingerprint = _fingerprint(data_dir, names)
-    index_path = folder / INDEX_FILE
-    if index_path.is_file():
-        try:
-            index = json.loads(index_path.read_text())
-            if index["settings"] == json.loads(json.dumps(settings)) and index[
-                "fingerprint"
-            ] == json.loads(json.dumps(fingerprint)):
-                return _from_index(folder, index)
-        except (ValueError, KeyError):
-            pass
+    index = _read_index(folder / INDEX_FILE)
+    if index.get("settings") == settings and index.get("fingerprint") == fingerprint:
+        return _from_index(folder, index)
+    if index:
         logger.info("cache %s is stale: rebuilding it", folder)
     if folder.exists():
         shutil.rmtree(folder)
@@ -184,10 +179,19 @@ def build_cache(
         bar.update(len(result))
     bar.close()
     index = {"settings": settings, "fingerprint": fingerprint, "records": entries}
-    tmp = index_path.with_suffix(".tmp")
+    tmp = folder / (INDEX_FILE + ".tmp")
     tmp.write_text(json.dumps(index))
-    os.replace(tmp, index_path)  # the index last: a cache without one is never used
+    os.replace(tmp, folder / INDEX_FILE)  # the index last: a cache without one is never used
     return _from_index(folder, index)
+
+
+def _read_index(path: Path) -> dict:
+    """The cache index at `path`, or {} when there is none or it is unreadable."""
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
 def _from_index(folder: Path, index: dict) -> Cache:
