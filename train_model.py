@@ -23,7 +23,10 @@ def main(argv):
         os.mkdir(output_directory)
 
     print("Running training code...")
-    train_12ECG_classifier(input_directory, output_directory)
+    try:
+        train_12ECG_classifier(input_directory, output_directory)
+    except ValueError as error:  # nothing usable to train on, a bad profile name, ...
+        sys.exit(f"error: {error}")
     print("Done.")
 
 

@@ -61,11 +61,16 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
+    return atomic_save(state, path)
+
+
+def atomic_save(obj: object, path: str | Path) -> Path:
+    """torch.save to a temporary file beside `path`, then rename: `path` is always whole."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(state, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,6 +4,11 @@ A plain loop with its dependencies passed in (nanoGPT's habit): the device and p
 decided once; each epoch appends one row to history.csv; the best epoch is the one with the
 best validation challenge metric (thresholds tuned on the validation predictions, the same
 rule inference applies), and its checkpoint is the model.
+
+Interruption: after every epoch the whole training state (weights, optimizer, scheduler, RNG,
+history) is written atomically to training_state.pt; running the same training again on the
+same data with the same configuration resumes after the last finished epoch. The state file is
+removed when training ends.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import hashlib
+import json
 import logging
 import math
 import random
@@ -31,6 +38,7 @@ logger = logging.getLogger(__name__)
 HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.csv"
 SKIPPED_FILE = "skipped.csv"
+STATE_FILE = "training_state.pt"
 HISTORY_FIELDS = (
     "epoch",
     "loss",
@@ -80,6 +88,36 @@ def _split(cache: dataset.Cache, fraction: float, seed: int) -> tuple[np.ndarray
         everything = np.arange(n)
         return everything, everything
     return dataset.stratified_split(cache.labels, fraction, seed)
+
+
+def _signature(
+    model_config: cfg.ModelConfig, train_config: cfg.TrainConfig, cache: dataset.Cache
+) -> str:
+    """What a saved training state must match to be resumed: configurations and data."""
+    digest = hashlib.sha1()
+    configs = [cfg.to_dict(model_config), cfg.to_dict(train_config)]
+    digest.update(json.dumps(configs, sort_keys=True).encode())
+    digest.update("\n".join(cache.names).encode())
+    digest.update(cache.lengths.tobytes())
+    digest.update(cache.labels.tobytes())
+    return digest.hexdigest()
+
+
+def _load_state(path: Path, signature: str) -> dict | None:
+    """The training state saved at `path` if it belongs to this very training, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a state we cannot read is a state we do not resume
+        logger.warning("%s: cannot resume from it (%s); starting afresh", path, error)
+        return None
+    if not isinstance(state, dict) or state.get("signature") != signature:
+        logger.warning(
+            "%s: saved by another training (data or configuration); starting afresh", path
+        )
+        return None
+    return state
 
 
 def _validate(
@@ -167,8 +205,29 @@ def train(
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history: list[list] = []
     best = {"score": -math.inf, "epoch": 0, "state": None, "probabilities": None}
-    stale = 0
-    for epoch in range(1, train_config.max_epochs + 1):
+    stale, first_epoch = 0, 1
+    signature = _signature(model_config, train_config, cache)
+    resumed = _load_state(model_dir / STATE_FILE, signature)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        scaler.load_state_dict(resumed["scaler"])
+        torch.set_rng_state(resumed["torch_rng"])
+        generator.set_state(resumed["loader_rng"])
+        history, stale = resumed["history"], resumed["stale"]
+        best_checkpoint = torch.load(
+            model_dir / predict.CHECKPOINT_FILE, map_location=device, weights_only=True
+        )
+        best = {
+            "score": resumed["best_score"],
+            "epoch": resumed["best_epoch"],
+            "state": best_checkpoint["state_dict"],
+            "probabilities": resumed["best_probabilities"].numpy(),
+        }
+        first_epoch = resumed["epoch"] + 1
+        logger.warning("resuming after epoch %d from %s", resumed["epoch"], model_dir / STATE_FILE)
+    for epoch in range(first_epoch, train_config.max_epochs + 1):
         start = time.perf_counter()
         model.train()
         running, seen = 0.0, 0
@@ -192,7 +251,7 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         seconds = time.perf_counter() - start
         history.append(
-            [epoch, running / max(seen, 1), val_loss, score, macro_f1, cut[0], lr, seconds]
+            [epoch, running / max(seen, 1), val_loss, score, macro_f1, float(cut[0]), lr, seconds]
         )
         _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, history)
         logger.debug(
@@ -229,6 +288,24 @@ def train(
         else:
             stale += 1
         scheduler.step(val_loss)
+        predict.atomic_save(
+            {
+                "signature": signature,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "loader_rng": generator.get_state(),
+                "history": history,
+                "stale": stale,
+                "best_score": float(best["score"]),
+                "best_epoch": best["epoch"],
+                "best_probabilities": torch.from_numpy(best["probabilities"]),
+            },
+            model_dir / STATE_FILE,
+        )
         if stale > train_config.early_stop_patience:
             break
 
@@ -245,6 +322,7 @@ def train(
         final,
         epoch=best["epoch"],
     )
+    (model_dir / STATE_FILE).unlink(missing_ok=True)
     predictor.thresholds = final
     model.eval()
     return {

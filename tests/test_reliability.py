@@ -1,0 +1,142 @@
+"""Training survives interruption, the same seed gives the same model, nothing unsafe loads."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecg_gcn import config, graph, nets, predict, records, synth, train
+from ecg_gcn import signal as sig
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    synth.generate(folder, 24, seed=21, seconds=8.0)
+    return folder
+
+
+def first_signal(data: Path) -> np.ndarray:
+    name = records.find_records(data)[0]
+    record = records.load_record(data / f"{name}.hea")
+    return sig.preprocess(record.signal, record.fs)
+
+
+def test_the_same_seed_gives_the_same_weights_and_outputs(data, tmp_path):
+    model_config, train_config = config.profile("smoke")
+    runs = []
+    for run in ("a", "b"):
+        summary = train.train(
+            data, tmp_path / run, model_config, train_config,
+            cache_dir=tmp_path / f"cache-{run}", device=CPU, progress=False,
+        )  # fmt: skip
+        runs.append(summary["predictor"])
+    first, second = (r.model.state_dict() for r in runs)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    x = first_signal(data)
+    np.testing.assert_array_equal(runs[0].probabilities(x), runs[1].probabilities(x))
+    np.testing.assert_array_equal(runs[0].thresholds, runs[1].thresholds)
+
+
+def checkpoint(tmp_path: Path) -> Path:
+    model_config, train_config = config.profile("smoke")
+    labels = np.eye(24, dtype=bool)
+    model = nets.build_model(model_config, graph.adjacency(labels, 0.4, 0.25))
+    path = tmp_path / predict.CHECKPOINT_FILE
+    predict.save_checkpoint(path, model, model_config, train_config, np.full(24, 0.5))
+    return path
+
+
+class Payload:
+    """Stands for any object a hostile checkpoint could smuggle in to run code on load."""
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
+    path = checkpoint(tmp_path)
+    assert predict.load(tmp_path, device=CPU).window == 5000  # the plain one loads
+    state = torch.load(path, weights_only=True)
+    state["extra"] = Payload()
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"model\.pt: not a loadable checkpoint"):
+        predict.load(tmp_path, device=CPU)
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    checkpoint(tmp_path).write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match=r"model\.pt: not a loadable checkpoint"):
+        predict.load(tmp_path, device=CPU)
+
+
+TRAIN_SCRIPT = """
+import sys
+import torch
+from ecg_gcn import config, train
+model_config, _ = config.profile("smoke")
+train_config = config.TrainConfig(max_epochs=5, batch_size=8, window_seconds=10.0,
+                                  num_workers=0, early_stop_patience=10)
+train.train(sys.argv[1], sys.argv[2], model_config, train_config, cache_dir=sys.argv[3],
+            device=torch.device("cpu"), progress=False)
+"""
+
+
+def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, caplog):
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    command = [sys.executable, "-c", TRAIN_SCRIPT, str(data), str(model_dir), str(cache)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    state = model_dir / train.STATE_FILE
+    deadline = time.monotonic() + 120
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists(), "the training ended before it could be interrupted"
+    # Killed mid-training: the model folder holds a whole model, never half of one.
+    predict.load(model_dir, device=CPU)
+    done = torch.load(state, weights_only=True)["epoch"]
+    assert done < 5
+
+    model_config, _ = config.profile("smoke")
+    train_config = config.TrainConfig(
+        max_epochs=5, batch_size=8, window_seconds=10.0, num_workers=0, early_stop_patience=10
+    )
+    with caplog.at_level(logging.WARNING):
+        summary = train.train(
+            data, model_dir, model_config, train_config, cache_dir=cache, device=CPU,
+            progress=False,
+        )  # fmt: skip
+    assert f"resuming after epoch {done}" in caplog.text
+    with open(model_dir / train.HISTORY_FILE) as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [1, 2, 3, 4, 5]
+    assert not state.exists()
+    loaded = predict.load(model_dir, device=CPU)
+    x = first_signal(data)
+    np.testing.assert_array_equal(loaded.probabilities(x), summary["predictor"].probabilities(x))
+
+
+def test_a_state_from_another_training_is_not_resumed(data, tmp_path, caplog):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    torch.save({"signature": "another training", "epoch": 3}, model_dir / train.STATE_FILE)
+    with caplog.at_level(logging.WARNING):
+        train.train(
+            data, model_dir, *config.profile("smoke"), cache_dir=tmp_path / "cache", device=CPU,
+            progress=False,
+        )  # fmt: skip
+    assert "saved by another training" in caplog.text
+    with open(model_dir / train.HISTORY_FILE) as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]
