@@ -500,6 +500,10 @@ def _build_record(
     adc: np.ndarray, header: Header, name: str, source: str, fix_gains: bool
 ) -> Record:
     adc, header = _align(adc, header, source)
+    # Without a single standard lead the network would see only zeros and answer anyway: an
+    # unreadable recording must say so (the caller then answers always-normal), not guess.
+    if not any(lead_name(name) in LEAD_INDEX for name in header.lead_names):
+        raise RecordError(f"{source}: no standard lead among {list(header.lead_names)}")
     if fix_gains:
         header = check_gains(adc, header, source=source)
     signal = standard_leads(to_millivolts(adc, header), header.lead_names, source=source)
@@ -517,6 +521,17 @@ def _align(adc: np.ndarray, header: Header, source: str) -> tuple[np.ndarray, He
     if adc.shape[0] != header.n_leads and adc.shape[1] == header.n_leads:
         notes.append("the signal was samples x leads: transposed")
         adc = adc.T
+    # An empty or all-NaN signal would reach the network as zeros and get an answer that looks
+    # like a reading; a partly non-finite one is usable (preprocessing zeroes those samples) but
+    # must be reported.
+    if adc.shape[1] == 0:
+        raise RecordError(f"{source}: the signal has no samples (shape {adc.shape})")
+    if not np.issubdtype(adc.dtype, np.integer):
+        finite = np.isfinite(adc)
+        if not finite.any():
+            raise RecordError(f"{source}: no finite sample (all NaN or inf)")
+        if not finite.all():
+            notes.append(f"{finite.size - np.count_nonzero(finite)} non-finite samples: set to 0")
     n = min(adc.shape[0], header.n_leads)
     if adc.shape[0] != header.n_leads:
         notes.append(f"{adc.shape[0]} signal rows for {header.n_leads} lead lines: used {n}")

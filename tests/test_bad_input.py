@@ -9,7 +9,6 @@ answer ("normal") when nothing can, with a warning naming the record.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -123,6 +122,12 @@ def _flat_lead(folder: Path, name: str) -> None:
     write(folder, name, adc)
 
 
+def _non_utf8(folder: Path, name: str) -> None:
+    text = header(name, ecg(10).shape[1], comments=()).encode()
+    text += b"#Age: 6\xff0\n#Sex: \x80\xfe\n#Dx: " + NORMAL.encode() + b"\n"
+    write(folder, name, ecg(10), text)
+
+
 LIMB = ("I", "II", "III", "aVR", "aVL", "aVF")
 PERMUTED = records.LEADS[6:] + records.LEADS[:6]
 GOOD_LEADS = "".join(f"NAME.mat 16 1000/mV 16 0 0 0 0 {lead}\n" for lead in records.LEADS)
@@ -157,23 +162,10 @@ CASES: dict[str, Case] = {
     "no_sampling_rate": Case(_raw_header(b"NAME 12\n" + GOOD_LEADS.encode()), "normal"),
     "garbled_lead_lines": Case(_raw_header(b"NAME 12 500 5000\n" + b"x y z\n" * 12), "normal"),
     "lead_lines_short": Case(_raw_header(b"NAME 12 500\n" + b"NAME.mat 16\n" * 12), "model"),
-    "non_utf8_comments": Case(
-        _comments("#Age: 6\xff0", "#Sex: \x80\xfe", f"#Dx: {NORMAL}"), "model"
-    ),
+    "non_utf8_comments": Case(_non_utf8, "model"),
     "no_dx": Case(_comments("#Age: 60", "#Sex: Female"), "model"),
     "empty_dx_elements": Case(_comments(f"#Dx: ,,{NORMAL},"), "model"),
 }
-# Lead names that are not 12-lead names: the header writer ignores `leads` beyond the names.
-_raw_bytes_case = CASES["non_utf8_comments"]
-
-
-def _non_utf8(folder: Path, name: str) -> None:
-    text = header(name, ecg(10).shape[1], comments=())
-    text_bytes = text.encode() + b"#Age: 6\xff0\n#Sex: \x80\xfe\n#Dx: " + NORMAL.encode() + b"\n"
-    write(folder, name, ecg(10), text_bytes)
-
-
-CASES["non_utf8_comments"] = Case(_non_utf8, "model")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +283,6 @@ IN_MEMORY = {
     # name: (data, header_lines, a word of the warning)
     "empty_1d": (np.zeros(0), HEADER, "samples"),
     "no_samples": (np.zeros((12, 0)), HEADER, "samples"),
-    "one_dimensional": (np.arange(5000.0), HEADER, "1 signal rows"),
     "all_nan": (np.full((12, 5000), np.nan), HEADER, "finite"),
     "no_header": (np.zeros((12, 5000)), [], "no record line"),
     "garbage_header": (np.zeros((12, 5000)), ["\x00\xff garbage ###\n", "more"], "lead count"),
@@ -311,6 +302,14 @@ def test_classify_answers_always_normal_and_warns_when_nothing_is_usable(predict
     assert any(problem in r.getMessage() for r in caplog.records), caplog.text
 
 
+def test_classify_uses_a_one_dimensional_signal_as_the_first_lead(predictor, caplog):
+    with caplog.at_level(logging.WARNING):
+        answer = predict.classify(ecg(10)[0].astype(np.float64), HEADER, predictor)
+    check_answer(*answer)
+    assert not is_normal_answer(*answer[:2])
+    assert any("1 signal rows for 12 lead lines" in r.getMessage() for r in caplog.records)
+
+
 def test_classify_warns_about_non_finite_samples_and_uses_the_rest(predictor, caplog):
     adc = ecg(10).astype(np.float64)
     adc[:, :100] = np.nan
@@ -328,8 +327,3 @@ def test_a_good_record_is_classified_without_warnings(predictor, caplog):
     check_answer(*answer)
     assert not is_normal_answer(*answer[:2])
     assert not caplog.records
-
-
-@pytest.mark.skipif(os.name != "posix", reason="driver paths")
-def test_the_driver_warns_about_a_missing_header_by_name(driver_run):
-    assert "missing_header.mat" in driver_run.stderr

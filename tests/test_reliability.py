@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -140,3 +141,21 @@ def test_a_state_from_another_training_is_not_resumed(data, tmp_path, caplog):
     assert "saved by another training" in caplog.text
     with open(model_dir / train.HISTORY_FILE) as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]
+
+
+def test_training_on_nothing_usable_stops_with_a_clear_message(data, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for name in records.find_records(data)[:2]:
+        (folder / f"{name}.hea").write_bytes((data / f"{name}.hea").read_bytes())
+        (folder / f"{name}.mat").write_bytes(b"truncated")
+    command = [sys.executable, "train_model.py", str(folder), str(tmp_path / "model")]
+    env = {"ECG_GCN_PROFILE": "smoke", "ECG_GCN_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert done.returncode != 0
+    assert "none of the recordings could be read" in done.stderr
+    with open(tmp_path / "model" / train.SKIPPED_FILE) as f:
+        skipped = list(csv.DictReader(f))
+    assert len(skipped) == 2 and all(".mat" in row["reason"] for row in skipped)
