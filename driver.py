@@ -11,6 +11,7 @@ writes, and an output for every recording: one that cannot be read or classified
 warning and the always-normal answer, so the scorer never finds a file missing.
 """
 
+import logging
 import os
 import sys
 
@@ -41,8 +42,24 @@ def load_challenge_data(mat_path):
     return data, header_data
 
 
+class RecordingWarnings(logging.Handler):
+    """Shows the package's warnings above the progress bar, each naming the recording being
+    read (the header may not know its own name)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.recording = ""
+
+    def emit(self, record):
+        tqdm.write(f"warning: {self.recording}: {record.getMessage()}", file=sys.stderr)
+
+
+WARNINGS = RecordingWarnings()
+
+
 def classify(mat_path, model):
     """(labels, scores, classes) for one recording; the always-normal answer if it fails."""
+    WARNINGS.recording = mat_path
     try:
         data, header_data = load_challenge_data(mat_path)
         return run_12ECG_classifier(data, header_data, model)
@@ -63,6 +80,10 @@ def main(argv):
         sys.exit(f"error: input folder {input_directory} does not exist")
     if not os.path.isdir(output_directory):
         os.mkdir(output_directory)
+
+    package_log = logging.getLogger("ecg_gcn")
+    package_log.addHandler(WARNINGS)
+    package_log.propagate = False
 
     print("Loading 12ECG model...")
     model = load_12ECG_model(model_directory)

@@ -58,6 +58,54 @@ def _describe(args: argparse.Namespace) -> None:
         )
 
 
+def _profile(name: str | None):
+    from ecg_gcn import config
+
+    return config.profile(name) if name else config.profile_from_env()
+
+
+def _cv(args: argparse.Namespace) -> None:
+    from ecg_gcn import crossval, dataset
+
+    model_config, train_config = _profile(args.profile)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = dataset.build_cache(args.data)
+    folds = None if args.by_source else args.folds
+    rows = crossval.cross_validate(cache, out, model_config, train_config, folds)
+    rows += crossval.mean_rows(rows)
+    crossval.write_rows(out / "crossval.csv", rows)
+    kind = "leave one database out" if args.by_source else f"{args.folds}-fold"
+    print(f"\n{kind} cross-validation on {len(cache)} records of {args.data}:")
+    print(crossval.format_table(rows))
+    print(f"\nwritten to {out / 'crossval.csv'}")
+
+
+def _ablation(args: argparse.Namespace) -> None:
+    from ecg_gcn import crossval, dataset
+
+    model_config, train_config = _profile(args.profile)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = dataset.build_cache(args.data)
+    table, rows = crossval.ablation(cache, out, model_config, train_config, args.folds)
+    crossval.write_rows(out / "ablation.csv", rows + crossval.mean_rows(rows))
+    print(f"\nTable 1 on {len(cache)} records of {args.data}, {args.folds}-fold:")
+    print(table)
+    print(f"\nevery fold in {out / 'ablation.csv'}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ecg_gcn.evaluation import EvaluationError
+    from ecg_gcn.report import write_report
+
+    try:
+        path = write_report(args.model_dir, args.labels, args.outputs)
+    except (OSError, ValueError, EvaluationError) as error:  # ReportError is an OSError
+        sys.exit(f"error: {error}")
+    print(f"wrote {path} and its figures")
+
+
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     """Run one step of the demo as a user would type it, and stop the demo if it fails."""
     shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
@@ -148,6 +196,22 @@ def main(argv: list[str] | None = None) -> None:
     describe.add_argument("--variant", help="a Table 1 variant: 1dcnn, resnet, resnet_bigru, ...")
     describe.set_defaults(run=_describe)
 
+    cv = verbs.add_parser("cv", help="cross-validate beside the baselines")
+    cv.add_argument("data", help="folder of .hea/.mat records")
+    group = cv.add_mutually_exclusive_group()
+    group.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
+    group.add_argument("--by-source", action="store_true", help="leave one database out")
+    cv.add_argument("--profile", help="paper, quick or smoke (default: $ECG_GCN_PROFILE)")
+    cv.add_argument("--out", default="crossval", help="folder for fold models and the CSV")
+    cv.set_defaults(run=_cv)
+
+    ablation = verbs.add_parser("ablation", help="the paper's Table 1 on these data")
+    ablation.add_argument("data", help="folder of .hea/.mat records")
+    ablation.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
+    ablation.add_argument("--profile", help="paper, quick or smoke (default: $ECG_GCN_PROFILE)")
+    ablation.add_argument("--out", default="ablation", help="folder for fold models and the CSV")
+    ablation.set_defaults(run=_ablation)
+
     demo = verbs.add_parser("demo", help="train, classify and score on synthetic data")
     demo.add_argument("folder", nargs="?", default="demo", help="working folder (default demo)")
     demo.add_argument("--n-train", type=int, default=6000, help="training records (default 6000)")
@@ -155,7 +219,15 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
     demo.set_defaults(run=_demo)
 
+    report = verbs.add_parser("report", help="figures and a markdown summary of a trained model")
+    report.add_argument("model_dir", help="the folder train_model.py wrote (model.pt, history.csv)")
+    report.add_argument("--labels", help="label folder (WFDB headers): adds P(x | y) of its labels")
+    report.add_argument("--outputs", help="driver.py's outputs for --labels: adds the scores")
+    report.set_defaults(run=_report)
+
     args = parser.parse_args(argv)
+    if args.verb == "report" and args.outputs and not args.labels:
+        parser.error("report: --outputs needs --labels")
     args.run(args)
 
 

@@ -235,36 +235,51 @@ class CropDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), torch.from_numpy(self.cache.labels[i].astype(np.float32))
 
 
-def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices): a multi-label stratified hold-out.
+def stratified_parts(labels: np.ndarray, proportions: list[float], seed: int) -> np.ndarray:
+    """The part (0 .. len(proportions) - 1) of each record: a multi-label stratified partition.
 
     Iterative stratification (Sechidis et al. 2011), simplified: records are placed rarest
-    label first, each into the part that still lacks the most of that label, so every class
-    keeps about `fraction` of its examples in validation.
+    label first, each into the part that still lacks the most of that label (ties: the part
+    that lacks the most records), so every class is spread over the parts in proportion.
     """
-    if not 0 < fraction < 1:
-        raise ValueError(f"validation fraction {fraction}: expected a number between 0 and 1")
     labels = np.asarray(labels, dtype=bool)
+    proportions = np.asarray(proportions, dtype=np.float64)
     n = len(labels)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    wanted = np.array([fraction, 1 - fraction]) * n  # records still wanted: val, train
-    wanted_per_class = np.outer([fraction, 1 - fraction], labels.sum(axis=0))
-    part = np.full(n, -1)
+    wanted = proportions * n  # records each part still lacks
+    wanted_per_class = np.outer(proportions, labels.sum(axis=0))
     counts = labels.sum(axis=0).astype(float)
     counts[counts == 0] = np.inf
-    # Rarest label of each record decides its turn; records without a label go last.
-    rarest = np.where(labels.any(axis=1), np.min(np.where(labels, counts, np.inf), axis=1), np.inf)
+    # The rarest label of each record decides its turn; records without a label go last.
+    rarest = np.min(np.where(labels, counts, np.inf), axis=1)
+    part = np.full(n, -1)
     for i in order[np.argsort(rarest[order], kind="stable")]:
         if labels[i].any():
             k = int(np.argmin(np.where(labels[i], counts, np.inf)))
             need = wanted_per_class[:, k]
-            choice = int(np.argmax(need)) if need[0] != need[1] else int(np.argmax(wanted))
+            candidates = np.flatnonzero(need == need.max())
         else:
-            choice = int(np.argmax(wanted))
+            candidates = np.arange(len(proportions))
+        choice = int(candidates[np.argmax(wanted[candidates])])
         part[i] = choice
         wanted[choice] -= 1
         wanted_per_class[choice] -= labels[i]
+    return part
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): a multi-label stratified hold-out of `fraction`."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction {fraction}: expected a number between 0 and 1")
+    part = stratified_parts(labels, [fraction, 1 - fraction], seed)
     return np.flatnonzero(part == 1), np.flatnonzero(part == 0)
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The fold (0 .. k - 1) of each record: k multi-label stratified folds of equal size."""
+    if k < 2 or k > len(labels):
+        raise ValueError(f"{k} folds of {len(labels)} records: expected 2 <= folds <= records")
+    return stratified_parts(labels, [1 / k] * k, seed)

@@ -79,27 +79,32 @@ def _write_rows(path: Path, fields: tuple[str, ...] | list[str], rows: list) -> 
         writer.writerows(rows)
 
 
-def _split(cache: dataset.Cache, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified hold-out; with too few records to hold any out, validate on the training
-    records themselves (and say so) rather than fail."""
-    n = len(cache)
+def _split(
+    labels: np.ndarray, indices: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) record indices: a stratified hold-out of `indices`. With too few
+    records to hold any out, validate on the training records themselves (and say so)."""
+    n = len(indices)
     if round(n * fraction) < 1 or n - round(n * fraction) < 1:
         logger.warning("only %d records: validating on the training records", n)
-        everything = np.arange(n)
-        return everything, everything
-    return dataset.stratified_split(cache.labels, fraction, seed)
+        return indices, indices
+    train_pos, val_pos = dataset.stratified_split(labels[indices], fraction, seed)
+    return indices[train_pos], indices[val_pos]
 
 
 def _signature(
-    model_config: cfg.ModelConfig, train_config: cfg.TrainConfig, cache: dataset.Cache
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    cache: dataset.Cache,
+    indices: np.ndarray,
 ) -> str:
     """What a saved training state must match to be resumed: configurations and data."""
     digest = hashlib.sha1()
     configs = [cfg.to_dict(model_config), cfg.to_dict(train_config)]
     digest.update(json.dumps(configs, sort_keys=True).encode())
-    digest.update("\n".join(cache.names).encode())
-    digest.update(cache.lengths.tobytes())
-    digest.update(cache.labels.tobytes())
+    digest.update("\n".join(cache.names[i] for i in indices).encode())
+    digest.update(cache.lengths[indices].tobytes())
+    digest.update(cache.labels[indices].tobytes())
     return digest.hexdigest()
 
 
@@ -149,10 +154,6 @@ def train(
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(train_config.seed, train_config.deterministic)
-    device = device or predict.pick_device()
-    autocast, scaler = _precision(device, train_config.amp)
-
     cache = dataset.build_cache(data_dir, cache_dir, progress=progress)
     if cache.skipped:
         _write_rows(model_dir / SKIPPED_FILE, ("record", "reason"), cache.skipped)
@@ -163,15 +164,47 @@ def train(
         )
     if len(cache) == 0:
         raise ValueError(f"{data_dir}: none of the recordings could be read; nothing to train on")
+    return fit(
+        cache,
+        np.arange(len(cache)),
+        model_dir,
+        model_config,
+        train_config,
+        device=device,
+        progress=progress,
+    )
+
+
+def fit(
+    cache: dataset.Cache,
+    indices: np.ndarray,
+    model_dir: str | Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    *,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fit the model on the cached records `indices` (a validation part is held out of them
+    to pick the epoch and tune the thresholds); write it into `model_dir`. Cross-validation
+    calls this with each fold's training part, so nothing of the scored fold is ever seen."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    indices = np.asarray(indices)
+    seed_everything(train_config.seed, train_config.deterministic)
+    device = device or predict.pick_device()
+    autocast, scaler = _precision(device, train_config.amp)
     absent = [
         lbl.abbreviations()[c]
-        for c, n in zip(lbl.CLASSES, cache.labels.sum(0), strict=True)
+        for c, n in zip(lbl.CLASSES, cache.labels[indices].sum(0), strict=True)
         if n == 0
     ]
     if absent:
         logger.warning("no training example of: %s", ", ".join(absent))
 
-    train_idx, val_idx = _split(cache, train_config.validation_fraction, train_config.seed)
+    train_idx, val_idx = _split(
+        cache.labels, indices, train_config.validation_fraction, train_config.seed
+    )
     part = {int(i): "train" for i in train_idx} | {int(i): "validation" for i in val_idx}
     _write_rows(
         model_dir / SPLIT_FILE,
@@ -206,7 +239,7 @@ def train(
     history: list[list] = []
     best = {"score": -math.inf, "epoch": 0, "state": None, "probabilities": None}
     stale, first_epoch = 0, 1
-    signature = _signature(model_config, train_config, cache)
+    signature = _signature(model_config, train_config, cache, indices)
     resumed = _load_state(model_dir / STATE_FILE, signature)
     if resumed is not None:
         model.load_state_dict(resumed["model"])

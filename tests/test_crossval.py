@@ -1,0 +1,65 @@
+"""Cross-validation: folds, databases, and no fold leaking into its own model or thresholds."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from ecg_gcn import config, crossval, dataset, synth
+from ecg_gcn import labels as lbl
+
+
+def test_records_are_grouped_by_their_database():
+    names = ["A0001", "Q0002", "I0003", "S0004", "HR00005", "E00006", "JS00007", "12345"]
+    sources = [crossval.source_of(n) for n in names]
+    assert sources == ["CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "JS", "unknown"]
+
+
+def test_stratified_folds_cover_every_record_once_in_proportion():
+    rng = np.random.default_rng(0)
+    labels = rng.random((1000, lbl.NUM_CLASSES)) < np.linspace(0.02, 0.3, lbl.NUM_CLASSES)
+    folds = dataset.stratified_folds(labels, 5, seed=3)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]
+    assert np.all(np.abs(np.bincount(folds) - 200) <= 3)
+    per_fold = np.array([labels[folds == k].sum(axis=0) for k in range(5)])
+    assert np.all(np.abs(per_fold - labels.sum(axis=0) / 5) <= 2)
+    with pytest.raises(ValueError, match="folds"):
+        dataset.stratified_folds(labels, 1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cv")
+    synth.generate(folder, 18, seed=5, seconds=8.0)
+    synth.generate(folder, 6, seed=6, prefix="E", seconds=8.0)  # a second "database"
+    return dataset.build_cache(folder, folder / "cache", n_jobs=1, progress=False)
+
+
+def trained_on(model_dir) -> set[str]:
+    """Every record a fold's model saw: its training part and its threshold-tuning part."""
+    with open(model_dir / "split.csv") as f:
+        return {row["record"] for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("folds", [3, None])
+def test_no_fold_is_seen_by_the_model_that_scores_it(cache, tmp_path, folds):
+    model_config, train_config = config.profile("smoke")
+    rows = crossval.cross_validate(
+        cache, tmp_path, model_config, train_config, folds, device=torch.device("cpu")
+    )
+    fold_of, names = crossval.fold_ids(cache, folds, train_config.seed)
+    assert len(rows) == 3 * len(names)  # the model and the two baselines per fold
+    for k in range(len(names)):
+        scored = {cache.names[i] for i in np.flatnonzero(fold_of == k)}
+        seen = trained_on(tmp_path / f"fold{k + 1}")
+        assert scored and seen and not scored & seen
+        assert seen | scored == set(cache.names)
+    normal = [r for r in rows if r["model"] == "always normal"]
+    assert all(r["challenge_metric"] == 0.0 for r in normal)
+    if folds is None:
+        assert {r["held_out"] for r in rows} == {"Georgia", "SYN"}
+    table = crossval.format_table(rows + crossval.mean_rows(rows))
+    assert "mean" in table and "prevalence" in table

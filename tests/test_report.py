@@ -1,0 +1,100 @@
+"""`ecg_gcn.report`: the figures and the markdown summary of a trained model folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecg_gcn import config, report, synth, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ALWAYS = (report.ADJACENCY_PNG, report.CURVES_PNG, report.THRESHOLDS_PNG)
+WITH_LABELS = (report.CONDITIONAL_PNG,)
+WITH_OUTPUTS = (report.CLASS_SCORES_PNG, report.CONFUSION_PNG)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict[str, Path]:
+    """A smoke-profile model, a small test folder and the driver's outputs for it."""
+    root = tmp_path_factory.mktemp("report")
+    synth.generate(root / "train", 16, seed=1, seconds=8.0, n_jobs=1)
+    synth.generate(root / "test", 6, seed=2, seconds=8.0, prefix="TST", n_jobs=1)
+    model = root / "model"
+    train.train(
+        root / "train",
+        model,
+        *config.profile("smoke"),
+        cache_dir=root / "cache",
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    command = [sys.executable, "driver.py", str(model), str(root / "test"), str(root / "outputs")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"driver.py failed:\n{done.stdout}\n{done.stderr}"
+    return {"model": model, "labels": root / "test", "outputs": root / "outputs"}
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    """The model folder without its report, so that each test sees only what it wrote."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(report.REPORT_DIR))
+    return target
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), f"{path} was not written"
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    assert len(data) > 10_000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+def test_the_full_report_has_every_figure_and_the_scores(run, tmp_path):
+    model = copy_model(run["model"], tmp_path / "model")
+    markdown = report.write_report(model, run["labels"], run["outputs"])
+    assert markdown == model / report.REPORT_DIR / report.MARKDOWN_FILE
+    text = markdown.read_text()
+    for name in ALWAYS + WITH_LABELS + WITH_OUTPUTS:
+        assert_png(markdown.parent / name)
+        assert f"]({name})" in text, f"report.md does not embed {name}"
+    assert "Challenge metric" in text and "AUROC" in text and "F-measure" in text
+    assert "| always normal |" in text
+    baseline = next(line for line in text.splitlines() if line.startswith("| always normal |"))
+    assert baseline.rstrip(" |").endswith("0.000"), "always normal scores 0 by definition"
+    assert "Best epoch" in text
+
+
+def test_without_labels_and_outputs_the_report_is_the_model_alone(run, tmp_path):
+    model = copy_model(run["model"], tmp_path / "model")
+    text = report.write_report(model).read_text()
+    written = {p.name for p in (model / report.REPORT_DIR).glob("*.png")}
+    assert written == set(ALWAYS)
+    for name in ALWAYS:
+        assert_png(model / report.REPORT_DIR / name)
+        assert f"]({name})" in text
+    assert "Scores on" not in text
+
+
+def test_labels_alone_add_the_conditional_probabilities(run, tmp_path):
+    model = copy_model(run["model"], tmp_path / "model")
+    report.write_report(model, labels_dir=run["labels"])
+    written = {p.name for p in (model / report.REPORT_DIR).glob("*.png")}
+    assert written == set(ALWAYS + WITH_LABELS)
+
+
+def test_outputs_without_labels_are_refused(run, tmp_path):
+    with pytest.raises(ValueError, match="labels"):
+        report.write_report(run["model"], outputs_dir=run["outputs"])
+
+
+@pytest.mark.parametrize("missing", [report.CHECKPOINT_FILE, report.HISTORY_FILE])
+def test_a_missing_model_file_is_named(run, tmp_path, missing):
+    model = copy_model(run["model"], tmp_path / "model")
+    (model / missing).unlink()
+    with pytest.raises(report.ReportError, match=missing):
+        report.write_report(model)
+    assert not (model / report.REPORT_DIR).exists()
