@@ -2,12 +2,17 @@
 
 import logging
 
-from ecg_gcn import config, train
+from ecg_gcn import config, report, train
 
 
 def train_12ECG_classifier(input_directory, output_directory):
     """Fit the CNN-BiGRU-GCN model on the recordings of `input_directory`; save it into
-    `output_directory`. The profile comes from ECG_GCN_PROFILE (`paper` unless set)."""
+    `output_directory`, with a report of the training (figures and report.md) beside it.
+    The profile comes from ECG_GCN_PROFILE (`paper` unless set)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model_config, train_config = config.profile_from_env()
     train.train(input_directory, output_directory, model_config, train_config)
+    try:
+        report.write_report(output_directory)
+    except Exception as error:  # the model is saved; a failed figure must not fail training
+        logging.getLogger(__name__).warning("no report: %s", error)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.io import loadmat
 
-from ecg_gcn import config, predict, records, signal, synth, train
+from ecg_gcn import config, predict, records, report, signal, synth, train
 from ecg_gcn import labels as lbl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,8 @@ def test_the_official_flow_runs_and_every_output_is_valid(data):
     run("train_model.py", data / "train", model, env=smoke(data))
     assert (model / predict.CHECKPOINT_FILE).is_file()
     assert (model / train.HISTORY_FILE).read_text().startswith("epoch,loss,val_loss")
+    report_dir = model / report.REPORT_DIR  # train_model.py writes the report at the end
+    assert (report_dir / "report.md").is_file() and (report_dir / "learning_curves.png").is_file()
     run("driver.py", model, data / "test", outputs)
     names = records.find_records(data / "test")
     assert sorted(p.stem for p in outputs.iterdir()) == names
