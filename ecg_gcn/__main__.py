@@ -70,7 +70,7 @@ def _cv(args: argparse.Namespace) -> None:
     model_config, train_config = _profile(args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = dataset.build_cache(args.data)
+    cache = dataset.build_cache(args.data, band=train_config.band)
     folds = None if args.by_source else args.folds
     rows = crossval.cross_validate(cache, out, model_config, train_config, folds)
     rows += crossval.mean_rows(rows)
@@ -87,7 +87,7 @@ def _ablation(args: argparse.Namespace) -> None:
     model_config, train_config = _profile(args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = dataset.build_cache(args.data)
+    cache = dataset.build_cache(args.data, band=train_config.band)
     table, rows = crossval.ablation(cache, out, model_config, train_config, args.folds)
     crossval.write_rows(out / "ablation.csv", rows + crossval.mean_rows(rows))
     print(f"\nTable 1 on {len(cache)} records of {args.data}, {args.folds}-fold:")

@@ -132,8 +132,19 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # deterministic algorithms (slower on CUDA)
     threshold_mode: str = "global_then_per_class"  # how ecg_gcn.thresholds tunes the cut-offs
+    # Band-pass (low, high) in Hz applied by the shared preprocessing in training and inference
+    # alike (zero-phase Butterworth, signal.preprocess), or None. See BENCHMARKS.md for the
+    # measurement behind the default.
+    band: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.band is not None:  # JSON gives a list
+            object.__setattr__(self, "band", tuple(float(f) for f in self.band))
+            if len(self.band) != 2 or not 0 < self.band[0] < self.band[1] < TARGET_FS / 2:
+                raise ValueError(
+                    f"band must be (low, high) with 0 < low < high < {TARGET_FS / 2:g} Hz, "
+                    f"got {self.band!r}"
+                )
         for name in ("batch_size", "max_epochs"):
             _check_positive_int(self, name)
         for name in ("lr_patience", "early_stop_patience", "seed", "num_workers"):

@@ -57,7 +57,11 @@ def save_checkpoint(
         "train_config": cfg.to_dict(train_config),
         "classes": list(lbl.CLASSES),
         "thresholds": [float(t) for t in thresholds],
-        "preprocessing": {"fs": signal.TARGET_FS, "window": train_config.window_samples},
+        "preprocessing": {
+            "fs": signal.TARGET_FS,
+            "window": train_config.window_samples,
+            "band": list(train_config.band) if train_config.band else None,
+        },
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
@@ -87,6 +91,7 @@ class Predictor:
     thresholds: np.ndarray
     window: int
     device: torch.device
+    band: tuple[float, float] | None = None  # the band-pass of training, applied alike here
 
     @torch.inference_mode()
     def probabilities_many(self, signals: list[np.ndarray]) -> np.ndarray:
@@ -149,6 +154,7 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         thresholds=np.asarray(state["thresholds"], dtype=np.float64),
         window=int(state["preprocessing"]["window"]),
         device=device,
+        band=tuple(band) if (band := state["preprocessing"].get("band")) else None,
     )
 
 
@@ -162,7 +168,7 @@ def classify(data: np.ndarray, header_lines: list[str], predictor: Predictor) ->
     try:
         record = records.from_arrays(data, header_lines)
         name = record.name or name
-        x = signal.preprocess(record.signal, record.fs)
+        x = signal.preprocess(record.signal, record.fs, band=predictor.band)
         return predictor.answer(predictor.probabilities(x))
     except Exception as error:  # one bad recording must never cost an output
         logger.warning("%s: %s: %s; answering always-normal", name, type(error).__name__, error)

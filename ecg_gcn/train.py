@@ -154,7 +154,7 @@ def train(
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    cache = dataset.build_cache(data_dir, cache_dir, progress=progress)
+    cache = dataset.build_cache(data_dir, cache_dir, band=train_config.band, progress=progress)
     if cache.skipped:
         _write_rows(model_dir / SKIPPED_FILE, ("record", "reason"), cache.skipped)
         logger.warning(
@@ -233,7 +233,7 @@ def fit(
         generator=generator,
     )
     predictor = predict.Predictor(
-        model, model_config, np.full(lbl.NUM_CLASSES, 0.5), window, device
+        model, model_config, np.full(lbl.NUM_CLASSES, 0.5), window, device, train_config.band
     )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history: list[list] = []

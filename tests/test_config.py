@@ -133,3 +133,13 @@ def test_profile_from_env_reads_os_environ(monkeypatch):
     assert config.profile_from_env() == config.profile("quick")
     monkeypatch.delenv("ECG_GCN_PROFILE")
     assert config.profile_from_env() == config.profile("paper")
+
+
+def test_the_band_pass_is_validated_and_survives_json():
+    config_with_band = TrainConfig(band=[0.5, 45])
+    assert config_with_band.band == (0.5, 45.0)
+    assert config.train_config_from_dict(config.to_dict(config_with_band)) == config_with_band
+    assert TrainConfig().band is None
+    for bad in ([45, 0.5], [0, 40], [1, 300], [1]):
+        with pytest.raises(ValueError, match="band"):
+            TrainConfig(band=bad)
