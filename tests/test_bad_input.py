@@ -21,8 +21,8 @@ import pytest
 import scipy.io
 import torch
 
-from ecg_gcn import config, outputs, predict, records, synth, train
 from ecg_gcn import labels as lbl
+from ecg_gcn import outputs, predict, records, synth
 
 ROOT = Path(__file__).resolve().parents[1]
 NORMAL = lbl.NORMAL_CODE
@@ -174,18 +174,8 @@ CASES: dict[str, Case] = {
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bad_input")
-    synth.generate(folder / "train", 16, seed=1, seconds=8.0)
-    train.train(
-        folder / "train",
-        folder / "model",
-        *config.profile("smoke"),
-        cache_dir=folder / "cache",
-        device=torch.device("cpu"),
-        progress=False,
-    )
-    return folder / "model"
+def model_dir(smoke_model_dir) -> Path:
+    return smoke_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecg_gcn import config, predict, records, synth, train
 from ecg_gcn import labels as lbl
+from ecg_gcn import predict, records
 
 NAMES = [*records.LEADS, "avr", "v1", "X", "lead13", "", "II II"]
 NUMBERS = st.one_of(
@@ -86,18 +86,8 @@ def test_parse_header_accepts_lines_as_the_driver_passes_them(lines):
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> predict.Predictor:
-    folder = tmp_path_factory.mktemp("fuzz")
-    synth.generate(folder / "train", 16, seed=1, seconds=8.0)
-    train.train(
-        folder / "train",
-        folder / "model",
-        *config.profile("smoke"),
-        cache_dir=folder / "cache",
-        device=torch.device("cpu"),
-        progress=False,
-    )
-    return predict.load(folder / "model", device=torch.device("cpu"))
+def predictor(smoke_model_dir) -> predict.Predictor:
+    return predict.load(smoke_model_dir, device=torch.device("cpu"))
 
 
 RATES = st.one_of(

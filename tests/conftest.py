@@ -1,0 +1,26 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecg_gcn import config, synth, train
+
+
+@pytest.fixture(scope="session")
+def smoke_model_dir(tmp_path_factory) -> Path:
+    """A model folder trained with the smoke profile on 16 synthetic records (seconds)."""
+    folder = tmp_path_factory.mktemp("smoke_model")
+    synth.generate(folder / "train", 16, seed=1, seconds=8.0)
+    train.train(
+        folder / "train",
+        folder / "model",
+        *config.profile("smoke"),
+        cache_dir=folder / "cache",
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    return folder / "model"
