@@ -259,6 +259,10 @@ def stratified_parts(labels: np.ndarray, proportions: list[float], seed: int) ->
             k = int(np.argmin(np.where(labels[i], counts, np.inf)))
             need = wanted_per_class[:, k]
             candidates = np.flatnonzero(need == need.max())
+            # Among the parts that lack the rarest label most, the one that lacks the record's
+            # other labels most, so common classes stay balanced too.
+            others = wanted_per_class[candidates][:, labels[i]].sum(axis=1)
+            candidates = candidates[others == others.max()]
         else:
             candidates = np.arange(len(proportions))
         choice = int(candidates[np.argmax(wanted[candidates])])
