@@ -7,7 +7,6 @@ recordings, or else the most frequent one) are nearly always the always-normal a
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from ecg_gcn import labels as lbl
 from ecg_gcn import records
 
 logger = logging.getLogger(__name__)
-
-PREVALENCE_FILE = "prevalence.json"
 
 
 def fit(data_dir: str | Path) -> np.ndarray:
@@ -40,22 +37,6 @@ def fit(data_dir: str | Path) -> np.ndarray:
     if used == 0:
         raise ValueError(f"{data_dir}: none of the {len(names)} headers could be read")
     return counts / used
-
-
-def save(prevalence: np.ndarray, model_dir: str | Path) -> Path:
-    path = Path(model_dir) / PREVALENCE_FILE
-    table = dict(zip(lbl.CLASSES, map(float, prevalence), strict=True))
-    path.write_text(json.dumps({"prevalence": table}, indent=1) + "\n")
-    return path
-
-
-def load(model_dir: str | Path) -> np.ndarray:
-    path = Path(model_dir) / PREVALENCE_FILE
-    try:
-        table = json.loads(path.read_text())["prevalence"]
-        return np.array([float(table[code]) for code in lbl.CLASSES])
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{path}: not a prevalence model ({error})") from error
 
 
 def answer(prevalence: np.ndarray) -> tuple[list[int], list[float], list[str]]:
