@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ecg_gcn import labels as lbl
 from ecg_gcn import records, signal
+from ecg_gcn.atomic import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +180,8 @@ def build_cache(
         bar.update(len(result))
     bar.close()
     index = {"settings": settings, "fingerprint": fingerprint, "records": entries}
-    tmp = folder / (INDEX_FILE + ".tmp")
-    tmp.write_text(json.dumps(index))
-    os.replace(tmp, folder / INDEX_FILE)  # the index last: a cache without one is never used
+    # The index last, and whole: a cache without one is never used.
+    write_atomically(folder / INDEX_FILE, lambda tmp: Path(tmp).write_text(json.dumps(index)))
     return _from_index(folder, index)
 
 

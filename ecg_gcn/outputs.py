@@ -8,11 +8,11 @@ positive only when it is written `1` (or True/T), so labels must be ints, never 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from ecg_gcn import labels as lbl
+from ecg_gcn.atomic import write_atomically
 
 OUTPUT_SUFFIX = ".csv"
 
@@ -43,15 +43,7 @@ def format_output(
 def write_output(folder: str | Path, recording_file: str, text: str) -> Path:
     """Write one output file atomically: a reader never sees half a file."""
     path = Path(folder) / output_name(recording_file)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def normal_answer() -> tuple[list[int], list[float], list[str]]:

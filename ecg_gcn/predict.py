@@ -14,8 +14,6 @@ recording into a false positive.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import torch
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn import nets, outputs, records, signal
+from ecg_gcn.atomic import write_atomically
 from ecg_gcn.thresholds import binarize
 
 logger = logging.getLogger(__name__)
@@ -70,16 +69,7 @@ def save_checkpoint(
 
 def atomic_save(obj: object, path: str | Path) -> Path:
     """torch.save to a temporary file beside `path`, then rename: `path` is always whole."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 @dataclass
