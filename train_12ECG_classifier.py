@@ -2,16 +2,19 @@
 
 import logging
 
-from ecg_gcn import config, report, train
+from ecg_gcn import config, distributed, report, train
 
 
 def train_12ECG_classifier(input_directory, output_directory):
     """Fit the CNN-BiGRU-GCN model on the recordings of `input_directory`; save it into
     `output_directory`, with a report of the training (figures and report.md) beside it.
-    The profile comes from ECG_GCN_PROFILE (`paper` unless set)."""
+    The profile comes from ECG_GCN_PROFILE (`paper` unless set). Under torchrun the processes
+    train together (README: "Training on several GPUs") and rank 0 alone writes."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model_config, train_config = config.profile_from_env()
     train.train(input_directory, output_directory, model_config, train_config)
+    if not distributed.is_main_process():
+        return
     try:
         report.write_report(output_directory)
     except Exception as error:  # the model is saved; a failed figure must not fail training

@@ -19,8 +19,8 @@ def main(argv):
     input_directory, output_directory = argv[1:]
     if not os.path.isdir(input_directory):
         sys.exit(f"error: training folder {input_directory} does not exist")
-    if not os.path.isdir(output_directory):
-        os.mkdir(output_directory)
+    # exist_ok: under torchrun every process gets here at about the same time.
+    os.makedirs(output_directory, exist_ok=True)
 
     print("Running training code...")
     try:

@@ -115,6 +115,8 @@ class TrainConfig:
 
     lr: float = 1e-3  # Adam
     weight_decay: float = 0.0
+    # Per process: under torchrun with N processes a step averages N x batch_size windows
+    # (README, "Training on several GPUs"); the learning rate is not scaled with N.
     batch_size: int = 32
     max_epochs: int = 100
     # ReduceLROnPlateau on the validation loss: x0.1 after 2 epochs without improvement.

@@ -22,6 +22,7 @@ import torch
 
 from ecg_gcn import config as cfg
 from ecg_gcn import dataset, nets, scoring, train
+from ecg_gcn.cache import Cache
 from ecg_gcn.thresholds import binarize
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def source_of(name: str) -> str:
     return SOURCES.get(prefix, prefix or "unknown")
 
 
-def fold_ids(cache: dataset.Cache, folds: int | None, seed: int) -> tuple[np.ndarray, list[str]]:
+def fold_ids(cache: Cache, folds: int | None, seed: int) -> tuple[np.ndarray, list[str]]:
     """(fold of each record, fold names): stratified folds, or one fold per database."""
     if folds is not None:
         return dataset.stratified_folds(cache.labels, folds, seed), [
@@ -73,7 +74,7 @@ def _scores(labels: np.ndarray, probabilities: np.ndarray, outputs: np.ndarray) 
 
 
 def evaluate_fold(
-    cache: dataset.Cache,
+    cache: Cache,
     train_idx: np.ndarray,
     test_idx: np.ndarray,
     model_dir: Path,
@@ -88,7 +89,7 @@ def evaluate_fold(
     )
     predictor = summary["predictor"]
     labels = cache.labels[test_idx]
-    probabilities = predictor.probabilities_many([cache.signal(int(i)) for i in test_idx])
+    probabilities = predictor.probabilities_many(cache.signal(int(i)) for i in test_idx)
     cut = predictor.thresholds if fixed_threshold is None else fixed_threshold
     results = {"model": _scores(labels, probabilities, binarize(probabilities, cut))}
     prevalence = np.tile(cache.labels[train_idx].mean(axis=0), (len(test_idx), 1))
@@ -100,7 +101,7 @@ def evaluate_fold(
 
 
 def cross_validate(
-    cache: dataset.Cache,
+    cache: Cache,
     work_dir: Path,
     model_config: cfg.ModelConfig,
     train_config: cfg.TrainConfig,
@@ -172,7 +173,7 @@ PAPER_TABLE_1 = {
 
 
 def ablation(
-    cache: dataset.Cache,
+    cache: Cache,
     work_dir: Path,
     model_config: cfg.ModelConfig,
     train_config: cfg.TrainConfig,

@@ -1,212 +1,16 @@
-"""Training data: every record read, converted and resampled once into a memory-mapped cache.
+"""Training data: crops of the cached records for the DataLoader, and stratified partitions.
 
-Each record goes through the one preprocessing path inference uses (`records.load_record`,
-`signal.preprocess`) and is stored at 500 Hz as float16 mV, time-major, in shard files written
-in parallel; an index (JSON) holds names, shard offsets, lengths and labels. Epochs then read
-crops from the memory maps, so training memory does not grow with the data set. A cache is
-reused while every record's files keep their size and modification time and the
-preprocessing settings are the same; otherwise it is rebuilt.
-
-float16 keeps about three significant digits: 1 uV at 1 mV, far below ECG noise.
+The records themselves come from the preprocessing cache (`ecg_gcn.cache`), read, converted and
+resampled once; an epoch only copies crops out of its memory maps.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
-from ecg_gcn import labels as lbl
-from ecg_gcn import records, signal
-from ecg_gcn.atomic import write_atomically
-
-logger = logging.getLogger(__name__)
-
-INDEX_FILE = "index.json"
-SHARD_PATTERN = "shard{:04d}.f16"
-CACHE_VERSION = 1
-CACHE_ENV = "ECG_GCN_CACHE"
-_RECORDS_PER_SHARD = 512
-
-
-def default_cache_root() -> Path:
-    """$ECG_GCN_CACHE, else $XDG_CACHE_HOME/ecg_gcn, else ~/.cache/ecg_gcn."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ecg_gcn"
-
-
-def cache_dir_for(data_dir: str | Path, root: str | Path | None = None) -> Path:
-    """One cache folder per data folder (by absolute path), under the cache root."""
-    data_dir = Path(data_dir).resolve()
-    key = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
-    return Path(root or default_cache_root()) / f"{data_dir.name}-{key}"
-
-
-def _fingerprint(data_dir: Path, names: list[str]) -> list[list]:
-    """(name, size, mtime) of each record's two files: what decides whether a cache is stale."""
-    rows = []
-    for name in names:
-        row: list = [name]
-        for suffix in (".hea", ".mat"):
-            try:
-                stat = (data_dir / f"{name}{suffix}").stat()
-                row += [stat.st_size, stat.st_mtime_ns]
-            except OSError:
-                row += [-1, -1]
-        rows.append(row)
-    return rows
-
-
-def _preprocess_shard(
-    data_dir: Path, names: list[str], path: Path, band: tuple[float, float] | None
-) -> list[dict]:
-    """Read one shard's records, write their 500 Hz signals to `path`, return their entries."""
-    entries, arrays, offset = [], [], 0
-    for name in names:
-        try:
-            record = records.load_record(data_dir / f"{name}.hea")
-            x = signal.preprocess(record.signal, record.fs, band=band)
-            if x.shape[1] == 0:
-                raise ValueError("the recording has no samples")
-        except (OSError, ValueError) as error:
-            entries.append({"name": name, "skipped": f"{type(error).__name__}: {error}"})
-            continue
-        arrays.append(np.ascontiguousarray(x.T, dtype=np.float16))  # (12, n) -> (n, 12)
-        entries.append(
-            {
-                "name": name,
-                "offset": offset,
-                "length": x.shape[1],
-                "dx": list(record.header.dx),
-            }
-        )
-        offset += x.shape[1]
-    with open(path, "wb") as f:
-        for array in arrays:
-            f.write(array.tobytes())
-    return entries
-
-
-@dataclass
-class Cache:
-    """The preprocessed records of one data folder (skipped ones listed with their reason)."""
-
-    folder: Path
-    names: list[str]
-    shards: list[int]
-    offsets: np.ndarray
-    lengths: np.ndarray
-    labels: np.ndarray  # (N, 24) bool
-    skipped: list[tuple[str, str]]
-
-    def __post_init__(self) -> None:
-        self._maps: dict[int, np.memmap] = {}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def _map(self, shard: int) -> np.ndarray:
-        # Opened lazily, per process: DataLoader workers each map the files themselves.
-        if shard not in self._maps:
-            path = self.folder / SHARD_PATTERN.format(shard)
-            if path.stat().st_size == 0:
-                return np.zeros((0, len(records.LEADS)), dtype=np.float16)
-            self._maps[shard] = np.memmap(path, dtype=np.float16, mode="r").reshape(
-                -1, len(records.LEADS)
-            )
-        return self._maps[shard]
-
-    def signal(self, i: int, start: int = 0, length: int | None = None) -> np.ndarray:
-        """Record i (or a slice of it) as (12, n) float32 mV at 500 Hz."""
-        end = self.lengths[i] if length is None else min(start + length, self.lengths[i])
-        rows = self._map(self.shards[i])[self.offsets[i] + start : self.offsets[i] + end]
-        return rows.T.astype(np.float32)
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_maps"] = {}
-        return state
-
-
-def build_cache(
-    data_dir: str | Path,
-    cache_dir: str | Path | None = None,
-    *,
-    band: tuple[float, float] | None = None,
-    n_jobs: int = -1,
-    progress: bool = True,
-) -> Cache:
-    """The cache of `data_dir`, reused when fresh, else (re)built in parallel."""
-    data_dir = Path(data_dir)
-    names = records.find_records(data_dir)
-    if not names:
-        raise ValueError(f"{data_dir}: no recordings (.hea files) found")
-    folder = Path(cache_dir) if cache_dir else cache_dir_for(data_dir)
-    # Plain lists and numbers, so they compare equal to what the JSON index gives back.
-    settings = {"version": CACHE_VERSION, "fs": signal.TARGET_FS, "band": list(band or []) or None}
-    fingerprint = _fingerprint(data_dir, names)
-    index = _read_index(folder / INDEX_FILE)
-    if index.get("settings") == settings and index.get("fingerprint") == fingerprint:
-        return _from_index(folder, index)
-    if index:
-        logger.info("cache %s is stale: rebuilding it", folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-
-    chunks = [names[i : i + _RECORDS_PER_SHARD] for i in range(0, len(names), _RECORDS_PER_SHARD)]
-    jobs = (
-        delayed(_preprocess_shard)(data_dir, chunk, folder / SHARD_PATTERN.format(s), band)
-        for s, chunk in enumerate(chunks)
-    )
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-    bar = tqdm(total=len(names), desc="preprocessing", unit="rec", disable=not progress)
-    entries = []
-    for shard, result in enumerate(results):
-        for entry in result:
-            entry["shard"] = shard
-        entries += result
-        bar.update(len(result))
-    bar.close()
-    index = {"settings": settings, "fingerprint": fingerprint, "records": entries}
-    # The index last, and whole: a cache without one is never used.
-    write_atomically(folder / INDEX_FILE, lambda tmp: Path(tmp).write_text(json.dumps(index)))
-    return _from_index(folder, index)
-
-
-def _read_index(path: Path) -> dict:
-    """The cache index at `path`, or {} when there is none or it is unreadable."""
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return index if isinstance(index, dict) else {}
-
-
-def _from_index(folder: Path, index: dict) -> Cache:
-    kept = [e for e in index["records"] if "skipped" not in e]
-    skipped = [(e["name"], e["skipped"]) for e in index["records"] if "skipped" in e]
-    labels = np.array([lbl.encode(e["dx"]) for e in kept], dtype=bool).reshape(-1, lbl.NUM_CLASSES)
-    return Cache(
-        folder=folder,
-        names=[e["name"] for e in kept],
-        shards=[e["shard"] for e in kept],
-        offsets=np.array([e["offset"] for e in kept], dtype=np.int64),
-        lengths=np.array([e["length"] for e in kept], dtype=np.int64),
-        labels=labels,
-        skipped=skipped,
-    )
+from ecg_gcn import records
+from ecg_gcn.cache import Cache, build_cache, cache_dir_for  # noqa: F401  (re-exported)
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -214,6 +18,11 @@ class CropDataset(torch.utils.data.Dataset):
 
     Longer records give a random crop each time they are drawn (fresh augmentation every
     epoch); shorter ones are zero-padded at the end, as the paper pads to 18 s.
+
+    A DataLoader fetches a whole batch at once (`__getitems__`): each record's crop is read from
+    the cache straight into its row of the batch array. Batches stay float16, as stored: half
+    the bytes to pin and move to a GPU; `.float()` them on the device. Pass
+    `collate_fn=CropDataset.collate`, since the batch comes out already stacked.
     """
 
     def __init__(self, cache: Cache, indices: np.ndarray, length: int, random_crop: bool = True):
@@ -226,13 +35,29 @@ class CropDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i = int(self.indices[item])
-        spare = int(self.cache.lengths[i]) - self.length
-        start = int(torch.randint(spare + 1, ()).item()) if self.random_crop and spare > 0 else 0
-        x = np.zeros((len(records.LEADS), self.length), dtype=np.float32)
-        part = self.cache.signal(i, start, self.length)
-        x[:, : part.shape[1]] = part
-        return torch.from_numpy(x), torch.from_numpy(self.cache.labels[i].astype(np.float32))
+        x, y = self.__getitems__([item])
+        return x[0], y[0]
+
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x (B, 12, length) float16, y (B, 24) float32) of the records at these positions."""
+        chosen = self.indices[np.asarray(items, dtype=np.int64)]
+        spare = np.maximum(self.cache.lengths[chosen] - self.length, 0)
+        # torch's generator, so DataLoader workers draw different, reproducible crops.
+        draws = torch.rand(len(chosen), dtype=torch.float64).numpy()
+        starts = (draws * (spare + 1)).astype(np.int64) if self.random_crop else 0 * spare
+        lengths = np.minimum(self.cache.lengths[chosen] - starts, self.length)
+        x = np.empty((len(chosen), len(records.LEADS), self.length), dtype=np.float16)
+        rows = zip(x, chosen.tolist(), starts.tolist(), lengths.tolist(), strict=True)
+        for row, i, start, m in rows:
+            self.cache.read_into(i, row[:, :m], start)
+            row[:, m:] = 0
+        y = self.cache.labels[chosen].astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    @staticmethod
+    def collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The DataLoader's collate_fn: `__getitems__` has stacked the batch already."""
+        return batch
 
 
 def stratified_parts(labels: np.ndarray, proportions: list[float], seed: int) -> np.ndarray:

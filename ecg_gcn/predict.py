@@ -14,6 +14,7 @@ recording into a false positive.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,24 +85,39 @@ class Predictor:
     band: tuple[float, float] | None = None  # the band-pass of training, applied alike here
 
     @torch.inference_mode()
-    def probabilities_many(self, signals: list[np.ndarray]) -> np.ndarray:
-        """(N, 24) probabilities of N preprocessed (12, n) recordings at 500 Hz."""
-        counts, batches = [], []
+    def probabilities_many(self, signals: Iterable[np.ndarray]) -> np.ndarray:
+        """(N, 24) probabilities of N preprocessed (12, n) recordings at 500 Hz.
+
+        `signals` may be a generator: windows are cut as recordings arrive and run in batches of
+        WINDOW_BATCH, so memory holds one batch and one recording's windows, however many
+        recordings there are.
+        """
+        counts: list[int] = []
+        pending: list[np.ndarray] = []  # windows not yet run
+        per_window: list[np.ndarray] = []
+
+        def run(windows: np.ndarray) -> None:
+            x = torch.from_numpy(windows).to(self.device)
+            per_window.append(torch.sigmoid(self.model(x).float()).cpu().numpy())
+
         for x in signals:
             w = signal.windows(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), self.window)
             counts.append(len(w))
-            batches.append(w)
-        if not batches:
+            pending.append(w.astype(np.float32, copy=False))
+            if sum(map(len, pending)) >= WINDOW_BATCH:
+                stacked = np.concatenate(pending)
+                full = len(stacked) - len(stacked) % WINDOW_BATCH
+                for start in range(0, full, WINDOW_BATCH):
+                    run(stacked[start : start + WINDOW_BATCH])
+                pending = [stacked[full:]]
+        if not counts:
             return np.zeros((0, lbl.NUM_CLASSES))
-        stacked = np.concatenate(batches).astype(np.float32, copy=False)
-        probs = []
-        for start in range(0, len(stacked), WINDOW_BATCH):
-            x = torch.from_numpy(stacked[start : start + WINDOW_BATCH]).to(self.device)
-            probs.append(torch.sigmoid(self.model(x).float()).cpu().numpy())
-        per_window = np.concatenate(probs).astype(np.float64)
+        if sum(map(len, pending)):
+            run(np.concatenate(pending))
+        probabilities = np.concatenate(per_window).astype(np.float64)
         ends = np.cumsum(counts)
         return np.stack(
-            [per_window[end - n : end].mean(axis=0) for n, end in zip(counts, ends, strict=True)]
+            [probabilities[end - n : end].mean(axis=0) for n, end in zip(counts, ends, strict=True)]
         )
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:

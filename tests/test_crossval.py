@@ -10,6 +10,7 @@ import torch
 
 from ecg_gcn import config, crossval, dataset, synth
 from ecg_gcn import labels as lbl
+from ecg_gcn.cache import build_cache
 
 
 def test_records_are_grouped_by_their_database():
@@ -35,7 +36,7 @@ def cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cv")
     synth.generate(folder, 18, seed=5, seconds=8.0)
     synth.generate(folder, 6, seed=6, prefix="E", seconds=8.0)  # a second "database"
-    return dataset.build_cache(folder, folder / "cache", n_jobs=1, progress=False)
+    return build_cache(folder, folder / "cache", n_jobs=1, progress=False)
 
 
 def trained_on(model_dir) -> set[str]:

@@ -1,14 +1,14 @@
-"""The preprocessing cache, the training crops and the stratified split."""
+"""The training crops and the stratified split."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+import torch
 
-from ecg_gcn import dataset, records, signal, synth
+from ecg_gcn import dataset, synth
 from ecg_gcn import labels as lbl
+from ecg_gcn.cache import build_cache
 
 
 @pytest.fixture(scope="module")
@@ -19,57 +19,8 @@ def folder(tmp_path_factory):
     return data
 
 
-def test_the_cache_holds_what_the_shared_preprocessing_gives(folder, tmp_path):
-    cache = dataset.build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
-    assert cache.names == records.find_records(folder)
-    for i, name in enumerate(cache.names):
-        record = records.load_record(folder / f"{name}.hea")
-        expected = signal.preprocess(record.signal, record.fs)
-        got = cache.signal(i)
-        assert got.shape == expected.shape and got.dtype == np.float32
-        np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-3)  # float16 storage
-        np.testing.assert_array_equal(cache.labels[i], records.labels_of(record.header))
-    hz = cache.names.index("HZ00000")
-    assert cache.lengths[hz] == round(12.0 * 257 * 500 / 257)
-
-
-def test_a_fresh_cache_is_reused_and_a_changed_file_rebuilds_it(folder, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for path in folder.iterdir():
-        (data / path.name).write_bytes(path.read_bytes())
-    cache_dir = tmp_path / "cache"
-    dataset.build_cache(data, cache_dir, n_jobs=1, progress=False)
-    index = cache_dir / dataset.INDEX_FILE
-    built = index.stat().st_mtime_ns
-    dataset.build_cache(data, cache_dir, n_jobs=1, progress=False)
-    assert index.stat().st_mtime_ns == built  # reused, not rewritten
-    header = data / "SYN00000.hea"
-    stat = header.stat()
-    os.utime(header, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    dataset.build_cache(data, cache_dir, n_jobs=1, progress=False)
-    assert index.stat().st_mtime_ns != built
-
-
-def test_unreadable_records_are_skipped_and_listed(folder, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for path in folder.iterdir():
-        (data / path.name).write_bytes(path.read_bytes())
-    (data / "SYN00001.mat").write_bytes(b"garbage")
-    cache = dataset.build_cache(data, tmp_path / "cache", n_jobs=1, progress=False)
-    assert "SYN00001" not in cache.names and len(cache) == 7
-    assert [name for name, _ in cache.skipped] == ["SYN00001"]
-    assert "SYN00001.mat" in cache.skipped[0][1]
-
-
-def test_an_empty_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no recordings"):
-        dataset.build_cache(tmp_path, tmp_path / "cache", progress=False)
-
-
 def test_crops_are_padded_or_cut_to_the_window(folder, tmp_path):
-    cache = dataset.build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
+    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
     short = cache.names.index("SYN00000")  # 8 s = 4000 samples
     long = cache.names.index("HZ00000")  # 12 s = 6000 samples
     crops = dataset.CropDataset(cache, np.array([short, long]), 5000)
@@ -86,6 +37,21 @@ def test_crops_are_padded_or_cut_to_the_window(folder, tmp_path):
     assert len(starts) > 1
     fixed = dataset.CropDataset(cache, np.array([long]), 5000, random_crop=False)
     np.testing.assert_array_equal(fixed[0][0].numpy(), full[:, :5000])
+
+
+def test_the_loader_gets_whole_batches_equal_to_the_single_crops(folder, tmp_path):
+    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
+    crops = dataset.CropDataset(cache, np.arange(len(cache)), 4500, random_crop=False)
+    loader = torch.utils.data.DataLoader(crops, batch_size=3, collate_fn=crops.collate)
+    batches = list(loader)
+    assert [len(x) for x, _ in batches] == [3, 3, 2]
+    x, y = batches[1]
+    assert x.dtype == torch.float16 and x.shape == (3, 12, 4500) and x.is_contiguous()
+    for row, item in enumerate(range(3, 6)):
+        single_x, single_y = crops[item]
+        torch.testing.assert_close(x[row], single_x, rtol=0, atol=0)
+        torch.testing.assert_close(y[row], single_y, rtol=0, atol=0)
+        np.testing.assert_array_equal(y[row].numpy(), cache.labels[item])
 
 
 def test_the_stratified_split_keeps_each_class_in_proportion():

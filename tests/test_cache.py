@@ -1,0 +1,143 @@
+"""The preprocessing cache: contents, reuse, per-record rebuilds, skipped records."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from ecg_gcn import records, signal, synth
+from ecg_gcn.cache import INDEX_FILE, build_cache
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    synth.generate(data, 6, seed=3, seconds=8.0)
+    synth.generate(data, 2, seed=4, prefix="HZ", fs=257, seconds=12.0)
+    return data
+
+
+@pytest.fixture
+def data(folder, tmp_path):
+    """A private copy of the records, free to change."""
+    copy = tmp_path / "data"
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def _shards(cache_dir):
+    return sorted(path.name for path in cache_dir.glob("shard*.f16"))
+
+
+def _touch(path, seconds=1):
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + seconds * 10**9))
+
+
+def test_the_cache_holds_what_the_shared_preprocessing_gives(folder, tmp_path):
+    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
+    assert cache.names == records.find_records(folder) and cache.built == 8
+    for i, name in enumerate(cache.names):
+        record = records.load_record(folder / f"{name}.hea")
+        expected = signal.preprocess(record.signal, record.fs)
+        got = cache.signal(i)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-3)  # float16 storage
+        np.testing.assert_array_equal(cache.labels[i], records.labels_of(record.header))
+        np.testing.assert_array_equal(cache.signal(i, 100, 50), got[:, 100:150])
+    hz = cache.names.index("HZ00000")
+    assert cache.lengths[hz] == round(12.0 * 257 * 500 / 257)
+
+
+def test_a_fresh_cache_is_reused_without_reading_a_record(data, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    index = cache_dir / INDEX_FILE
+    written = index.stat().st_mtime_ns
+    again = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    assert again.built == 0 and index.stat().st_mtime_ns == written
+    assert again.names == first.names
+    np.testing.assert_array_equal(again.signal(3), first.signal(3))
+
+
+def test_only_new_and_changed_records_are_preprocessed_again(data, folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    before = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    old_shards = _shards(cache_dir)
+    kept = before.signal(before.names.index("SYN00002"))
+
+    # One record rewritten with another's signal, one touched, one removed, one added.
+    shutil.copyfile(data / "SYN00001.mat", data / "SYN00000.mat")
+    _touch(data / "SYN00003.hea")
+    (data / "SYN00004.hea").unlink()
+    (data / "SYN00004.mat").unlink()
+    synth.generate(data, 1, seed=9, prefix="NEW", seconds=8.0)
+
+    after = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    assert after.built == 3  # SYN00000, SYN00003, NEW00000
+    assert after.names == records.find_records(data)
+    assert "SYN00004" not in after.names and "NEW00000" in after.names
+    np.testing.assert_array_equal(after.signal(after.names.index("SYN00002")), kept)
+    for name in ("SYN00000", "NEW00000"):
+        record = records.load_record(data / f"{name}.hea")
+        np.testing.assert_allclose(
+            after.signal(after.names.index(name)),
+            signal.preprocess(record.signal, record.fs),
+            atol=2e-3,
+            rtol=1e-3,
+        )
+    assert not np.array_equal(
+        after.signal(after.names.index("SYN00000")), before.signal(before.names.index("SYN00000"))
+    )
+    assert old_shards[0] in _shards(cache_dir)  # still holds the unchanged records
+    assert build_cache(data, cache_dir, n_jobs=1, progress=False).built == 0
+
+
+def test_unreferenced_shards_are_deleted(data, tmp_path):
+    cache_dir = tmp_path / "cache"
+    build_cache(data, cache_dir, n_jobs=1, progress=False)
+    (cache_dir / "shard09999.f16").write_bytes(b"left by an interrupted build")
+    for name in records.find_records(data):
+        _touch(data / f"{name}.mat")
+    cache = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    assert cache.built == 8
+    assert _shards(cache_dir) == ["shard00001.f16"]  # shard 0 lost its last record
+
+
+def test_other_settings_or_a_lost_shard_rebuild_what_they_must(data, tmp_path):
+    cache_dir = tmp_path / "cache"
+    build_cache(data, cache_dir, n_jobs=1, progress=False)
+    banded = build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False)
+    assert banded.built == 8
+    for path in cache_dir.glob("shard*.f16"):
+        path.unlink()
+    assert build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False).built == 8
+    (cache_dir / INDEX_FILE).write_text("{not json")
+    assert build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False).built == 8
+
+
+def test_the_parallel_build_gives_the_same_cache(data, tmp_path):
+    one = build_cache(data, tmp_path / "one", n_jobs=1, progress=False)
+    two = build_cache(data, tmp_path / "two", n_jobs=2, progress=False)
+    assert one.names == two.names
+    for i in range(len(one)):
+        np.testing.assert_array_equal(one.signal(i), two.signal(i))
+
+
+def test_unreadable_records_are_skipped_and_listed(data, tmp_path):
+    (data / "SYN00001.mat").write_bytes(b"garbage")
+    cache_dir = tmp_path / "cache"
+    cache = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    assert "SYN00001" not in cache.names and len(cache) == 7
+    assert [name for name, _ in cache.skipped] == ["SYN00001"]
+    assert "SYN00001.mat" in cache.skipped[0][1]
+    again = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    assert again.built == 0 and again.skipped == cache.skipped  # not retried while unchanged
+
+
+def test_an_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no recordings"):
+        build_cache(tmp_path, tmp_path / "cache", progress=False)
