@@ -1,7 +1,8 @@
 # make demo   train and score the entry on freshly made synthetic data (a few minutes on a CPU)
 # make test   the whole test suite
 # make lint   ruff and hadolint, as CI runs them
-# make bench  the benchmarks of bench/
+# make bench  speed: `python -m ecg_gcn bench` and bench/ (figures in BENCHMARKS.md)
+# make bench-memory  peak memory of training on 20,000 synthetic records (minutes)
 #
 # Each target first builds the virtual environment .venv from requirements*.txt (once).
 
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := demo
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench bench-memory clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +28,11 @@ lint: $(STAMP)
 	$(VENV)/bin/hadolint Dockerfile
 
 bench: $(STAMP)
-	$(PY) bench/bench_scorer.py
-	$(PY) bench/bench_model.py --profile paper
+	$(PY) -m ecg_gcn bench
 	$(PY) bench/bench_model.py --profile quick
+
+bench-memory: $(STAMP)
+	$(PY) bench/bench_memory.py --n 20000 --profile quick --epochs 1
 
 demo: $(STAMP)
 	$(PY) -m ecg_gcn demo $(DEMO)

@@ -1,7 +1,12 @@
 """Command line of the package: `python -m ecg_gcn VERB ...`.
 
 synth OUT --n N --seed S     labelled synthetic records in the Challenge format
+describe                     a profile's network, its parameters and FLOPs
 demo [FOLDER]                the whole official flow on synthetic data, scored
+cv DATA / ablation DATA      cross-validation beside baselines / the paper's Table 1
+report MODEL                 figures and a summary of a trained model
+download DIR                 the 2020 training data from PhysioNet, every record flat in DIR
+bench                        speed and memory: scorer, cache, loading, training, inference
 """
 
 from __future__ import annotations
@@ -65,12 +70,13 @@ def _profile(name: str | None):
 
 
 def _cv(args: argparse.Namespace) -> None:
-    from ecg_gcn import crossval, dataset
+    from ecg_gcn import cache as preprocessing
+    from ecg_gcn import crossval
 
     model_config, train_config = _profile(args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = dataset.build_cache(args.data, band=train_config.band)
+    cache = preprocessing.build_cache(args.data, band=train_config.band)
     folds = None if args.by_source else args.folds
     rows = crossval.cross_validate(cache, out, model_config, train_config, folds)
     rows += crossval.mean_rows(rows)
@@ -82,12 +88,13 @@ def _cv(args: argparse.Namespace) -> None:
 
 
 def _ablation(args: argparse.Namespace) -> None:
-    from ecg_gcn import crossval, dataset
+    from ecg_gcn import cache as preprocessing
+    from ecg_gcn import crossval
 
     model_config, train_config = _profile(args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = dataset.build_cache(args.data, band=train_config.band)
+    cache = preprocessing.build_cache(args.data, band=train_config.band)
     table, rows = crossval.ablation(cache, out, model_config, train_config, args.folds)
     crossval.write_rows(out / "ablation.csv", rows + crossval.mean_rows(rows))
     print(f"\nTable 1 on {len(cache)} records of {args.data}, {args.folds}-fold:")
@@ -177,6 +184,42 @@ def _demo(args: argparse.Namespace) -> None:
         print(f"{label:>16}" + "".join(f"{v:>11.3f}" for v in values))
 
 
+def _download(args: argparse.Namespace) -> None:
+    from ecg_gcn import download
+
+    # Options left out take the module's defaults, spelled there only.
+    given = {"base_url": args.base_url, "sources": args.sources, "jobs": args.jobs}
+    options = {key: value for key, value in given.items() if value is not None}
+    try:
+        summary = download.download(args.folder, progress=True, **options)
+    except (OSError, ValueError) as error:  # DownloadError is an OSError
+        sys.exit(f"error: {error}")
+    print("\n".join(summary.lines()))
+    if summary.failed:
+        names = sorted(summary.failed)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        left = f" ({len(summary.untried)} more not tried)" if summary.untried else ""
+        sys.exit(f"error: could not fetch {shown}{left}; run the command again to retry")
+    folder = shlex.quote(args.folder)
+    print(f"records in {args.folder}: python train_model.py {folder} MODEL_DIR")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from ecg_gcn import benchmark
+
+    print(
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"{args.records} synthetic 10 s 500 Hz records, {args.profile} network",
+        flush=True,
+    )
+    rows = benchmark.run(
+        args.records, args.profile, args.steps, log=lambda line: print(line, file=sys.stderr)
+    )
+    print(benchmark.format_table(rows))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ecg_gcn", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -224,6 +267,33 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--labels", help="label folder (WFDB headers): adds P(x | y) of its labels")
     report.add_argument("--outputs", help="driver.py's outputs for --labels: adds the scores")
     report.set_defaults(run=_report)
+
+    download = verbs.add_parser(
+        "download",
+        help="fetch the 2020 training data from PhysioNet",
+        description="Fetch the .hea/.mat records of the 2020 training data, as SHA256SUMS.txt of "
+        "the PhysioNet project lists and hashes them, into one flat folder (the server's "
+        "training/<source>/gN/ folders are not kept): the folder train_model.py reads. A rerun "
+        "keeps the files whose hash is right, resumes the .part files and retries the rest.",
+    )
+    download.add_argument("folder", help="folder for every record, flat (made if missing)")
+    download.add_argument(
+        "--base-url", help="the project's files (default physionet.org/files/challenge-2020/1.0.2/)"
+    )
+    download.add_argument(
+        "--sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="cpsc_2018 cpsc_2018_extra georgia ptb ptb-xl st_petersburg_incart (default: all)",
+    )
+    download.add_argument("--jobs", type=int, help="files fetched at once (default 8)")
+    download.set_defaults(run=_download)
+
+    bench = verbs.add_parser("bench", help="measure speed and memory on this machine")
+    bench.add_argument("--records", type=int, default=2000, help="records (default 2000)")
+    bench.add_argument("--profile", default="paper", help="the network (default paper)")
+    bench.add_argument("--steps", type=int, default=3, help="timed training steps (default 3)")
+    bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
     if args.verb == "report" and args.outputs and not args.labels:

@@ -1,0 +1,93 @@
+"""Peak resident memory of training on many records (the issue's 20,000).
+
+    python bench/bench_memory.py [--data DIR] [--n 20000] [--profile quick] [--epochs 1]
+                                 [--seconds LIMIT]
+
+Writes N synthetic records into DIR (default: a folder under the system's temporary folder,
+kept and reused), then trains on them in this process with the chosen profile for --epochs
+epochs: preprocessing cache, stratified split, label graph, DataLoader epochs and the streamed
+validation. A thread samples the process's resident memory (VmRSS) every 0.2 s and the kernel's
+high-water mark (VmHWM) is printed at the end. With --seconds the run stops there and reports
+what it reached (the `paper` network's epoch over 18,000 records takes about half an hour on
+2 cores). The cache's worker processes are short-lived and reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import torch
+
+from ecg_gcn import config, records, synth, train
+
+
+def status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def report(started: float, phase: str) -> None:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(
+        f"\n{phase} after {time.perf_counter() - started:.0f} s: "
+        f"peak resident memory (VmHWM) {status_kib('VmHWM') / 1024:,.0f} MiB; "
+        f"largest finished worker process {children / 1024:,.0f} MiB",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="records folder (made and reused)")
+    parser.add_argument("--n", type=int, default=20_000, help="records (default 20000)")
+    parser.add_argument("--profile", default="quick", choices=list(config.PROFILES))
+    parser.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
+    parser.add_argument("--seconds", type=float, help="stop after this long and report")
+    args = parser.parse_args()
+
+    data = args.data or Path(tempfile.gettempdir()) / f"ecg_gcn_memory_{args.n}"
+    have = len(records.find_records(data)) if data.is_dir() else 0
+    if have < args.n:
+        print(f"writing {args.n - have} synthetic records into {data} ...", flush=True)
+        synth.generate(data, args.n - have, seed=20_000 + have, prefix=f"M{have}_", progress=True)
+    model_config, train_config = config.profile(args.profile)
+    train_config = dataclasses.replace(train_config, max_epochs=args.epochs)
+
+    started = time.perf_counter()
+    samples: list[int] = []
+
+    def watch() -> None:
+        while True:
+            samples.append(status_kib("VmRSS"))
+            if args.seconds and time.perf_counter() - started > args.seconds:
+                report(started, f"stopped ({args.profile} profile, {args.n} records)")
+                os._exit(0)
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        train.train(
+            data,
+            Path(tmp) / "model",
+            model_config,
+            train_config,
+            cache_dir=Path(tmp) / "cache",
+            device=torch.device("cpu"),
+        )
+    report(started, f"trained ({args.profile} profile, {args.n} records, {args.epochs} epochs)")
+
+
+if __name__ == "__main__":
+    main()
