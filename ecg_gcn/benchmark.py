@@ -176,7 +176,13 @@ class Row:
     note: str = ""
 
 
-def run(n_records: int = 2000, profile: str = "paper", steps: int = 3, log=print) -> list[Row]:
+def run(
+    n_records: int = 2000,
+    profile: str = "paper",
+    steps: int = 3,
+    log: Callable[[str], object] = print,
+    scorer_recordings: int = 10_000,
+) -> list[Row]:
     """Measure everything; `log` reports progress as it goes. Returns the table's rows."""
     model_config, train_config = config.profile(profile)
     window = train_config.window_samples
@@ -184,10 +190,16 @@ def run(n_records: int = 2000, profile: str = "paper", steps: int = 3, log=print
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
 
-        log("scorer: 10,000 recordings ...")
-        labels, outputs = scorer_folders(tmp / "scorer", 10_000)
+        log(f"scorer: {scorer_recordings:,} recordings ...")
+        labels, outputs = scorer_folders(tmp / "scorer", scorer_recordings)
         seconds = scorer_seconds(labels, outputs, tmp / "scorer" / "scores.csv")
-        rows.append(Row("scorer, 10,000 recordings", f"{seconds:.2f} s", "official: ~8.4 s"))
+        rows.append(
+            Row(
+                f"scorer, {scorer_recordings:,} recordings",
+                f"{seconds:.2f} s",
+                "official: ~8.4 s" if scorer_recordings == 10_000 else "",
+            )
+        )
 
         log(f"cache: writing {n_records} synthetic 10 s, 500 Hz records ...")
         data = tmp / "records"

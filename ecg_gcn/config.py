@@ -129,7 +129,7 @@ class TrainConfig:
     window_seconds: float = 18.0  # records are zero-padded / randomly cropped to 18 s
     validation_fraction: float = 0.1  # not in the paper: a stratified hold-out split
     seed: int = 0
-    num_workers: int = 4
+    num_workers: int = 4  # DataLoader processes, at most one per core
     amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on the CPU
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # deterministic algorithms (slower on CUDA)

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -213,15 +214,18 @@ def _loader(
             shuffle=True,
             seed=train_config.seed,
         )
+    # No more loading processes than cores: on a 2-core machine 4 workers only contend.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(train_config.num_workers, cores or 1)
     return DataLoader(
         crops,
         batch_size=train_config.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
         collate_fn=dataset.CropDataset.collate,  # its __getitems__ stacks each batch itself
-        num_workers=train_config.num_workers,
+        num_workers=workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=train_config.num_workers > 0,
+        persistent_workers=workers > 0,
         generator=generator,
     )
 

@@ -1,0 +1,114 @@
+"""Seconds of one training epoch of the `paper` network, and the GPU's utilisation meanwhile.
+
+    python bench/bench_gpu_epoch.py [--n 43101] [--data DIR] [--profile paper] [--batches N]
+
+Writes N synthetic 10 s, 500 Hz records into DIR (default: a folder under the system's temporary
+folder, kept and reused; 43,101 is the size of the 2020 training set), builds their
+preprocessing cache, then runs one epoch of training exactly as `train.fit` does (the same
+DataLoader, autocast and TF32 on CUDA), without the validation, and prints the epoch's seconds,
+records/s and, on CUDA, the GPU utilisation `nvidia-smi` reports every 200 ms during the epoch.
+`--batches` stops the epoch early (to try the script on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import numpy as np
+import torch
+
+from ecg_gcn import config, dataset, distributed, graph, nets, predict, records, synth, train
+from ecg_gcn.cache import build_cache
+
+
+def utilisation_sampler() -> subprocess.Popen | None:
+    """nvidia-smi printing the GPU's utilisation (%) every 200 ms, or None without it."""
+    try:
+        return subprocess.Popen(
+            [
+                "nvidia-smi",
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "200",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    except OSError:
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=43_101, help="records (default 43101)")
+    parser.add_argument("--data", type=Path, help="records folder (made and reused)")
+    parser.add_argument("--profile", default="paper", choices=list(config.PROFILES))
+    parser.add_argument("--batches", type=int, help="stop after this many batches")
+    args = parser.parse_args()
+
+    data = args.data or Path(tempfile.gettempdir()) / f"ecg_gcn_epoch_{args.n}"
+    have = len(records.find_records(data)) if data.is_dir() else 0
+    if have < args.n:
+        print(f"writing {args.n - have} synthetic records into {data} ...", flush=True)
+        synth.generate(
+            data, args.n - have, seed=43 + have, prefix=f"G{have}_", fs=500, seconds=10.0
+        )
+    cache = build_cache(data, data.parent / f"{data.name}_cache")
+    model_config, train_config = config.profile(args.profile)
+    device = predict.pick_device()
+    autocast, scaler = train._precision(device, train_config.amp)
+    torch.manual_seed(train_config.seed)
+    model = nets.build_model(
+        model_config, graph.adjacency(cache.labels, model_config.tau, model_config.p)
+    ).to(device)
+    step_model = torch.compile(model) if train_config.compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    crops = dataset.CropDataset(cache, np.arange(len(cache)), train_config.window_samples)
+    generator = torch.Generator().manual_seed(train_config.seed)
+    loader = train._loader(crops, train_config, distributed.Context(), device, generator)
+
+    sampler = utilisation_sampler() if device.type == "cuda" else None
+    model.train()
+    seen, start = 0, time.perf_counter()
+    for batch, (x, y) in enumerate(loader, 1):
+        x = x.to(device, non_blocking=True).float()
+        y = y.to(device, non_blocking=True)
+        with autocast():
+            loss = loss_fn(step_model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        seen += len(x)
+        if args.batches and batch >= args.batches:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"{args.profile} profile, {seen} records of {len(cache)} on {name}: {seconds:.1f} s, "
+        f"{seen / seconds:,.0f} records/s (loss {loss.item():.4f})"
+    )
+    if sampler is not None:
+        sampler.terminate()
+        samples = [int(v) for v in sampler.communicate()[0].split() if v.strip().isdigit()]
+        if samples:
+            print(
+                f"GPU utilisation over the epoch: mean {statistics.mean(samples):.0f} %, "
+                f"median {statistics.median(samples):.0f} % ({len(samples)} samples)"
+            )
+
+
+if __name__ == "__main__":
+    main()
