@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np
 import torch
 
-from ecg_gcn import config, dataset, distributed, graph, nets, predict, records, synth, train
+from ecg_gcn import config, dataset, distributed, graph, nets, predict, train
+from ecg_gcn.benchmark import synthetic_folder
 from ecg_gcn.cache import build_cache
 
 
@@ -56,12 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = args.data or Path(tempfile.gettempdir()) / f"ecg_gcn_epoch_{args.n}"
-    have = len(records.find_records(data)) if data.is_dir() else 0
-    if have < args.n:
-        print(f"writing {args.n - have} synthetic records into {data} ...", flush=True)
-        synth.generate(
-            data, args.n - have, seed=43 + have, prefix=f"G{have}_", fs=500, seconds=10.0
-        )
+    synthetic_folder(data, args.n, seed=43, prefix="G", fs=500, seconds=10.0)
     cache = build_cache(data, data.parent / f"{data.name}_cache")
     model_config, train_config = config.profile(args.profile)
     device = predict.pick_device()
@@ -81,14 +77,7 @@ def main() -> None:
     model.train()
     seen, start = 0, time.perf_counter()
     for batch, (x, y) in enumerate(loader, 1):
-        x = x.to(device, non_blocking=True).float()
-        y = y.to(device, non_blocking=True)
-        with autocast():
-            loss = loss_fn(step_model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = train.train_step(step_model, x, y, optimizer, scaler, autocast, loss_fn, device)
         seen += len(x)
         if args.batches and batch >= args.batches:
             break

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch
 
-from ecg_gcn import config, records, synth, train
+from ecg_gcn import config, train
+from ecg_gcn.benchmark import synthetic_folder
 
 
 def status_kib(field: str, pid: str = "self") -> int:
@@ -86,10 +87,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = args.data or Path(tempfile.gettempdir()) / f"ecg_gcn_memory_{args.n}"
-    have = len(records.find_records(data)) if data.is_dir() else 0
-    if have < args.n:
-        print(f"writing {args.n - have} synthetic records into {data} ...", flush=True)
-        synth.generate(data, args.n - have, seed=20_000 + have, prefix=f"M{have}_", progress=True)
+    synthetic_folder(data, args.n, seed=20_000, prefix="M")
     model_config, train_config = config.profile(args.profile)
     train_config = dataclasses.replace(train_config, max_epochs=args.epochs)
 

@@ -1,7 +1,7 @@
 """Training data: crops of the cached records for the DataLoader, and stratified partitions.
 
 The records themselves come from the preprocessing cache (`ecg_gcn.cache`), read, converted and
-resampled once; an epoch only copies crops out of its memory maps.
+resampled once; an epoch only reads its crops out of the cache's shard files.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ecg_gcn import records
-from ecg_gcn.cache import Cache, build_cache, cache_dir_for  # noqa: F401  (re-exported)
+from ecg_gcn.cache import Cache
 
 
 class CropDataset(torch.utils.data.Dataset):

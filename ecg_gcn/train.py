@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ecg_gcn import config as cfg
 from ecg_gcn import dataset, distributed, graph, nets, predict, scoring, thresholds
 from ecg_gcn import labels as lbl
+from ecg_gcn.cache import Cache, build_cache
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _split(
 def _signature(
     model_config: cfg.ModelConfig,
     train_config: cfg.TrainConfig,
-    cache: dataset.Cache,
+    cache: Cache,
     indices: np.ndarray,
 ) -> str:
     """What a saved training state must match to be resumed: configurations and data."""
@@ -132,7 +133,7 @@ def _load_state(path: Path, signature: str) -> dict | None:
 
 
 def _validate(
-    predictor: predict.Predictor, cache: dataset.Cache, indices: np.ndarray
+    predictor: predict.Predictor, cache: Cache, indices: np.ndarray
 ) -> tuple[np.ndarray, float]:
     """(probabilities, BCE loss) of the validation records, through the inference path."""
     predictor.model.eval()
@@ -168,9 +169,7 @@ def train(
         if context.is_main:
             model_dir.mkdir(parents=True, exist_ok=True)
         cache = distributed.in_turn(
-            lambda: dataset.build_cache(
-                data_dir, cache_dir, band=train_config.band, progress=progress
-            ),
+            lambda: build_cache(data_dir, cache_dir, band=train_config.band, progress=progress),
             context,
         )
         if cache.skipped and context.is_main:
@@ -194,6 +193,29 @@ def train(
             context=context,
             progress=progress,
         )
+
+
+def train_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    autocast,
+    loss_fn: torch.nn.Module,
+    device: torch.device,
+) -> torch.Tensor:
+    """One optimiser step on a batch as the loader gives it (x float16 as cached, moved to the
+    device and made float32 there); returns the batch's loss."""
+    x = x.to(device, non_blocking=True).float()
+    y = y.to(device, non_blocking=True)
+    with autocast():
+        loss = loss_fn(model(x).float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
 
 
 def _loader(
@@ -231,7 +253,7 @@ def _loader(
 
 
 def fit(
-    cache: dataset.Cache,
+    cache: Cache,
     indices: np.ndarray,
     model_dir: str | Path,
     model_config: cfg.ModelConfig,
@@ -347,14 +369,7 @@ def fit(
         running, seen = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
         for x, y in bar:
-            x = x.to(device, non_blocking=True).float()  # float16 as cached, until here
-            y = y.to(device, non_blocking=True)
-            with autocast():
-                loss = loss_fn(step_model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(step_model, x, y, optimizer, scaler, autocast, loss_fn, device)
             running += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.4f}")

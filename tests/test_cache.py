@@ -12,19 +12,11 @@ from ecg_gcn import records, signal, synth
 from ecg_gcn.cache import INDEX_FILE, build_cache
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    synth.generate(data, 6, seed=3, seconds=8.0)
-    synth.generate(data, 2, seed=4, prefix="HZ", fs=257, seconds=12.0)
-    return data
-
-
 @pytest.fixture
-def data(folder, tmp_path):
+def data(small_records, tmp_path):
     """A private copy of the records, free to change."""
     copy = tmp_path / "data"
-    shutil.copytree(folder, copy)
+    shutil.copytree(small_records, copy)
     return copy
 
 
@@ -37,11 +29,11 @@ def _touch(path, seconds=1):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + seconds * 10**9))
 
 
-def test_the_cache_holds_what_the_shared_preprocessing_gives(folder, tmp_path):
-    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
-    assert cache.names == records.find_records(folder) and cache.built == 8
+def test_the_cache_holds_what_the_shared_preprocessing_gives(small_records, tmp_path):
+    cache = build_cache(small_records, tmp_path / "cache", n_jobs=1, progress=False)
+    assert cache.names == records.find_records(small_records) and cache.built == 8
     for i, name in enumerate(cache.names):
-        record = records.load_record(folder / f"{name}.hea")
+        record = records.load_record(small_records / f"{name}.hea")
         expected = signal.preprocess(record.signal, record.fs)
         got = cache.signal(i)
         assert got.shape == expected.shape and got.dtype == np.float32
@@ -63,7 +55,7 @@ def test_a_fresh_cache_is_reused_without_reading_a_record(data, tmp_path):
     np.testing.assert_array_equal(again.signal(3), first.signal(3))
 
 
-def test_only_new_and_changed_records_are_preprocessed_again(data, folder, tmp_path):
+def test_only_new_and_changed_records_are_preprocessed_again(data, tmp_path):
     cache_dir = tmp_path / "cache"
     before = build_cache(data, cache_dir, n_jobs=1, progress=False)
     old_shards = _shards(cache_dir)

@@ -6,21 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import dataset, synth
+from ecg_gcn import dataset
 from ecg_gcn import labels as lbl
 from ecg_gcn.cache import build_cache
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    synth.generate(data, 6, seed=3, seconds=8.0)
-    synth.generate(data, 2, seed=4, prefix="HZ", fs=257, seconds=12.0)
-    return data
-
-
-def test_crops_are_padded_or_cut_to_the_window(folder, tmp_path):
-    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
+def test_crops_are_padded_or_cut_to_the_window(small_records, tmp_path):
+    cache = build_cache(small_records, tmp_path / "cache", n_jobs=1, progress=False)
     short = cache.names.index("SYN00000")  # 8 s = 4000 samples
     long = cache.names.index("HZ00000")  # 12 s = 6000 samples
     crops = dataset.CropDataset(cache, np.array([short, long]), 5000)
@@ -39,8 +31,8 @@ def test_crops_are_padded_or_cut_to_the_window(folder, tmp_path):
     np.testing.assert_array_equal(fixed[0][0].numpy(), full[:, :5000])
 
 
-def test_the_loader_gets_whole_batches_equal_to_the_single_crops(folder, tmp_path):
-    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
+def test_the_loader_gets_whole_batches_equal_to_the_single_crops(small_records, tmp_path):
+    cache = build_cache(small_records, tmp_path / "cache", n_jobs=1, progress=False)
     crops = dataset.CropDataset(cache, np.arange(len(cache)), 4500, random_crop=False)
     loader = torch.utils.data.DataLoader(crops, batch_size=3, collate_fn=crops.collate)
     batches = list(loader)
