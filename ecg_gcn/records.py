@@ -39,20 +39,13 @@ _CANONICAL_LEAD = {name.lower(): name for name in LEADS}
 
 DEFAULT_GAIN = 200.0  # WFDB: a missing, zero (or here: negative) gain means 200 ADC units per mV
 
-# Gain sanity (see `check_gains`). 1000 ADC units per mV is what the Challenge's sources store
-# (CPSC, Chapman, and the corrected 2021 headers of Georgia and PTB-XL for the very same data).
+# Gain sanity (see `check_gains`). 1000 ADC units per mV is what the Challenge stores (CPSC,
+# Chapman, Ningbo, and the corrected 2021 headers of Georgia and PTB-XL for the very same data).
 NOMINAL_GAIN = 1000.0
-# The robust amplitude (below) of a correctly scaled 12-lead ECG is about 1 mV: over the 150 CPSC
-# records of shared/real_sample (all 1000/mV) its geometric mean is 1.09 mV, range 0.43-2.8 mV.
-TYPICAL_AMPLITUDE_MV = 1.0
-AMPLITUDE_WINDOW_S = 2.0  # long enough to hold a QRS complex down to 30 beats per minute
-# Gains within this factor of the nominal one (500/mV and 2000/mV included) are never
-# second-guessed: amplitudes vary more than that between people, so the evidence could not tell
-# them apart.
+# A stated gain at least this factor away from NOMINAL_GAIN is replaced by it. The wrong gains of
+# the real data (Georgia 4880/mV, PTB 2000000/mV, PTB-XL 200/mV) are all 4.88x or more away;
+# gains within the factor (500/mV and 2000/mV included) are kept as stated.
 MIN_GAIN_RATIO = 3.0
-# A gain is only replaced by one that makes the amplitude physiological (QRS peak-to-peak amplitudes
-# lie within 0.1-10 mV); a signal that is nonsense either way keeps the gain its header states.
-PLAUSIBLE_AMPLITUDE_MV = (0.1, 10.0)
 
 _RECORD_SUFFIX = re.compile(r"\.(mat|hea|dat)$", re.IGNORECASE)
 _FORMAT = re.compile(r"\d+(x\d+)?(:\d+)?(\+\d+)?")  # format[xsamples][:skew][+offset]
@@ -386,67 +379,46 @@ def standard_leads(
     return out
 
 
-def robust_amplitude(adc: np.ndarray, fs: float) -> np.ndarray:
-    """Per lead, the median over 2 s windows of the peak-to-peak range (input units).
-
-    A 2 s window holds at least one QRS complex at any plausible heart rate, so this tracks the
-    QRS amplitude while ignoring a few spikes or a flat stretch.
-    """
-    adc = np.asarray(adc)
-    if np.issubdtype(adc.dtype, np.floating) and not np.isfinite(adc).all():
-        adc = np.nan_to_num(adc, nan=0.0, posinf=0.0, neginf=0.0)
-    if adc.shape[-1] == 0:
-        return np.zeros(adc.shape[0])
-    width = min(max(1, round(AMPLITUDE_WINDOW_S * fs)), adc.shape[-1])
-    count = adc.shape[-1] // width
-    windows = adc[:, : count * width].reshape(adc.shape[0], count, width)  # (leads, windows, t)
-    # float before subtracting: an int16 range can overflow int16
-    return np.median(windows.max(axis=-1) - windows.min(axis=-1).astype(np.float64), axis=-1)
-
-
 def check_gains(adc: np.ndarray, header: Header, *, source: str | None = None) -> Header:
-    """The header with implausible gains replaced by NOMINAL_GAIN (1000/mV), and a note for each.
+    """The header with every gain at least MIN_GAIN_RATIO away from 1000/mV replaced by 1000/mV.
 
-    Real Challenge headers state wrong gains: early Georgia 4880/mV, PTB 2000000/mV, PTB-XL
-    (2020 release) 200/mV, each where 1000/mV matches the amplitudes (the organisers' 2021 headers
-    of the same PTB-XL and Georgia data say 1000/mV). A factor of ~5 is within the spread of real
-    amplitudes, so no fixed "plausible range" can tell a wrong gain from a low- or high-voltage
-    ECG, and a table of bad values would miss the next one. The rule compares likelihoods
-    instead: for the leads sharing a stated gain at least MIN_GAIN_RATIO away from 1000/mV, use
-    1000/mV when it puts their median robust amplitude closer (on a log scale) to the typical
-    1 mV than the stated gain does, and inside the physiological 0.1-10 mV. So 200/mV is replaced
-    when it gives more than 2.2 mV, 4880/mV when it gives less than 0.45 mV, 2000000/mV below
-    0.02 mV. Headers stating 1000/mV are never changed.
+    Real Challenge headers state wrong gains: early Georgia 4880/mV, PTB 2000000/mV, PTB-XL (2020
+    release) 200/mV, where the data are stored at 1000/mV like every other database of the
+    Challenge (the organisers' 2021 headers of the same Georgia and PTB-XL data say 1000/mV). All
+    of them are a factor of 4.88 or more away from 1000/mV; so a gain at least MIN_GAIN_RATIO (3)
+    away is taken for such an error and replaced, and a gain within that factor (500/mV, 2000/mV)
+    is kept. A missing gain, which WFDB reads as 200/mV, is therefore read as 1000/mV too. Each
+    replacement adds a "gain corrected: ..." note to the header and is logged at INFO.
+
+    The decision depends on the stated gain (in per-mV units) only, never on the samples: `adc`
+    is unused and kept for the callers. Deciding per recording from its amplitude cannot work,
+    because a factor of ~5 is within the spread of real amplitudes: any amplitude threshold for
+    one stated gain maps the recordings just below and just above it to amplitudes a factor of 5
+    apart in the wrong order (an earlier rule of that kind read a 0.39 mV PTB-XL recording at its
+    stated 200/mV as 1.95 mV and a 2.3 mV Georgia one at its stated 4880/mV as 0.47 mV, inverting
+    low QRS voltage exactly where it matters). With a rule on the stated gain alone, recordings
+    that state the same gain keep the order of their true amplitudes.
     """
-    if header.n_leads == 0:
-        return header
-    amplitude = robust_amplitude(adc, header.fs)
-    gains = np.asarray(header.gains, dtype=np.float64)
-    corrected = gains.copy()
+    del adc  # unused on purpose: the decision must not depend on the samples
     notes = []
-    for gain in np.unique(gains):
-        leads = (gains == gain) & (amplitude > 0)
-        if max(gain, NOMINAL_GAIN) / min(gain, NOMINAL_GAIN) < MIN_GAIN_RATIO or not leads.any():
+    corrected = list(header.gains)
+    for gain in sorted(set(header.gains)):
+        ratio = max(gain, NOMINAL_GAIN) / min(gain, NOMINAL_GAIN)
+        if ratio < MIN_GAIN_RATIO:
             continue
-        adc_amplitude = float(np.median(amplitude[leads]))
-        stated_mv, nominal_mv = adc_amplitude / gain, adc_amplitude / NOMINAL_GAIN
-        low, high = PLAUSIBLE_AMPLITUDE_MV
-        if _log_distance(nominal_mv) < _log_distance(stated_mv) and low <= nominal_mv <= high:
-            corrected[gains == gain] = NOMINAL_GAIN
-            notes.append(
-                f"gain corrected: {gain:.10g}/mV gives a typical amplitude of {stated_mv:.3g} mV, "
-                f"{NOMINAL_GAIN:g}/mV gives {nominal_mv:.3g} mV; used {NOMINAL_GAIN:g}/mV"
-            )
-            # INFO, not WARNING: a whole database can carry the same wrong gain, and the
-            # correction is recorded in the header's notes anyway.
-            logger.info("%s: %s", source or header.record_name, notes[-1])
+        leads = [name for name, g in zip(header.lead_names, header.gains, strict=True) if g == gain]
+        corrected = [NOMINAL_GAIN if g == gain else g for g in corrected]
+        which = "all leads" if len(leads) == header.n_leads else "leads " + ", ".join(leads)
+        notes.append(
+            f"gain corrected: {gain:.10g}/mV ({which}) is {ratio:.3g}x away from the Challenge's "
+            f"{NOMINAL_GAIN:g}/mV; used {NOMINAL_GAIN:g}/mV"
+        )
+        # INFO, not WARNING: a whole database can carry the same wrong gain, and the correction
+        # is recorded in the header's notes anyway.
+        logger.info("%s: %s", source or header.record_name, notes[-1])
     if not notes:
         return header
-    return replace(header, gains=tuple(corrected.tolist()), notes=header.notes + tuple(notes))
-
-
-def _log_distance(amplitude_mv: float) -> float:
-    return abs(math.log(amplitude_mv / TYPICAL_AMPLITUDE_MV))
+    return replace(header, gains=tuple(corrected), notes=header.notes + tuple(notes))
 
 
 # ---------------------------------------------------------------------------------------------
