@@ -46,6 +46,7 @@ def tune(
     labels: np.ndarray,
     mode: Mode = "global_then_per_class",
     rounds: int = 2,
+    min_positives: int = 0,
 ) -> tuple[np.ndarray, float]:
     """(thresholds per class, challenge metric they reach) on these predictions.
 
@@ -53,6 +54,11 @@ def tune(
     ascent from 0.5, one class at a time, `rounds` passes. global_then_per_class: per-class
     ascent started from the best global cut point. A step is taken only when it improves the
     metric, so the result is never worse than its starting point (0.5, or the global one).
+
+    A class with fewer than `min_positives` positive validation records keeps its starting
+    cut point: tuned on one or two examples, a threshold learns those records, not the class
+    (on a small validation part it drops to 0 to catch one positive, and then fires on every
+    recording of a new hospital).
     """
     if mode not in MODES:
         raise ValueError(f"threshold mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -73,9 +79,10 @@ def tune(
     if mode == "global":
         return thresholds, best
 
+    tunable = np.flatnonzero(labels.sum(axis=0) >= min_positives)
     for _ in range(rounds):
         improved = False
-        for k in range(num_classes):
+        for k in tunable:
             trial = thresholds.copy()
             for cut in _candidates(probabilities[:, k]):
                 trial[k] = cut

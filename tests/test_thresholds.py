@@ -57,3 +57,16 @@ def test_tune_rejects_mismatched_shapes_and_unknown_modes():
         tune(probabilities[:, :5], labels)
     with pytest.raises(ValueError, match="threshold mode"):
         tune(probabilities, labels, mode="best")
+
+
+def test_a_class_with_few_validation_positives_keeps_the_global_cut():
+    probabilities, labels = constructed(3)
+    rare = 3  # an under-confident class, cut to two positives
+    labels[np.flatnonzero(labels[:, rare])[2:], rare] = False
+    assert labels[:, rare].sum() == 2
+    free, _ = tune(probabilities, labels, mode="global_then_per_class")
+    kept, _ = tune(probabilities, labels, mode="global_then_per_class", min_positives=5)
+    cut, _ = tune(probabilities, labels, mode="global")
+    assert kept[rare] == cut[rare] and free[rare] != cut[rare]
+    common = labels.sum(axis=0) >= 5
+    assert np.any(kept[common] != cut[common])  # the others are still tuned per class
