@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np
 import torch
 
-from ecg_gcn import config, dataset, distributed, graph, nets, predict, train
+from ecg_gcn import config, distributed, graph, nets, predict, train
 from ecg_gcn.benchmark import synthetic_folder
 from ecg_gcn.cache import build_cache
 
@@ -69,9 +69,11 @@ def main() -> None:
     step_model = torch.compile(model) if train_config.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    crops = dataset.CropDataset(cache, np.arange(len(cache)), train_config.window_samples)
     generator = torch.Generator().manual_seed(train_config.seed)
-    loader = train._loader(crops, train_config, distributed.Context(), device, generator)
+    loader = train.loader_for(
+        cache, np.arange(len(cache)), train_config, distributed.Context(), device, generator
+    )
+    loader.sampler.set_epoch(1)
 
     sampler = utilisation_sampler() if device.type == "cuda" else None
     model.train()

@@ -69,35 +69,76 @@ def _profile(name: str | None):
     return config.profile(name) if name else config.profile_from_env()
 
 
-def _cv(args: argparse.Namespace) -> None:
+def _with_pool(data: str, train_config):
+    """The data's cache, and the synthetic pool appended to it when training uses one."""
     from ecg_gcn import cache as preprocessing
+    from ecg_gcn import synthetic, train
+
+    cache = preprocessing.build_cache(data, band=train_config.band)
+    if not train_config.synthetic:
+        return cache, None
+    pool = synthetic.pool(
+        train_config.synthetic, train_config.synthetic_seed, band=train_config.band
+    )
+    return train.with_pool(cache, pool)
+
+
+def _cv(args: argparse.Namespace) -> None:
     from ecg_gcn import crossval
 
     model_config, train_config = _profile(args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = preprocessing.build_cache(args.data, band=train_config.band)
-    folds = None if args.by_source else args.folds
-    rows = crossval.cross_validate(cache, out, model_config, train_config, folds)
+    if args.by_source or args.train_on:
+        _new_hospitals(args, model_config, train_config, out)
+        return
+    cache, pool = _with_pool(args.data, train_config)
+    rows = crossval.cross_validate(
+        cache, out, model_config, train_config, args.folds, synthetic=pool
+    )
     rows += crossval.mean_rows(rows)
     crossval.write_rows(out / "crossval.csv", rows)
-    kind = "leave one database out" if args.by_source else f"{args.folds}-fold"
-    print(f"\n{kind} cross-validation on {len(cache)} records of {args.data}:")
+    print(f"\n{args.folds}-fold cross-validation on the records of {args.data}:")
     print(crossval.format_table(rows))
     print(f"\nwritten to {out / 'crossval.csv'}")
 
 
-def _ablation(args: argparse.Namespace) -> None:
+def _new_hospitals(args: argparse.Namespace, model_config, train_config, out: Path) -> None:
     from ecg_gcn import cache as preprocessing
+    from ecg_gcn import hospitals
+
+    cache = preprocessing.build_cache(args.data, band=train_config.band)
+    protocols = ([None] if args.by_source else []) + (
+        [args.train_on.split(",")] if args.train_on else []
+    )
+    rows, class_rows = hospitals.run(
+        cache,
+        out,
+        model_config,
+        train_config,
+        seeds=args.seeds,
+        protocols=tuple(protocols),
+        min_records=args.min_records,
+    )
+    hospitals.write_csv(out / "hospitals.csv", hospitals.ROW_FIELDS, rows)
+    hospitals.write_csv(out / "hospitals_classes.csv", hospitals.CLASS_FIELDS, class_rows)
+    print(f"\nnew-hospital protocols on the records of {args.data}:\n")
+    print(hospitals.summary(rows))
+    print(f"\nper fold: {out / 'hospitals.csv'}; per class: {out / 'hospitals_classes.csv'}")
+
+
+def _ablation(args: argparse.Namespace) -> None:
     from ecg_gcn import crossval
 
     model_config, train_config = _profile(args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = preprocessing.build_cache(args.data, band=train_config.band)
-    table, rows = crossval.ablation(cache, out, model_config, train_config, args.folds)
+    cache, pool = _with_pool(args.data, train_config)
+    table, rows = crossval.ablation(
+        cache, out, model_config, train_config, args.folds, synthetic=pool
+    )
     crossval.write_rows(out / "ablation.csv", rows + crossval.mean_rows(rows))
-    print(f"\nTable 1 on {len(cache)} records of {args.data}, {args.folds}-fold:")
+    print(f"\nTable 1 on the records of {args.data}, {args.folds}-fold:")
     print(table)
     print(f"\nevery fold in {out / 'ablation.csv'}")
 
@@ -241,9 +282,15 @@ def main(argv: list[str] | None = None) -> None:
 
     cv = verbs.add_parser("cv", help="cross-validate beside the baselines")
     cv.add_argument("data", help="folder of .hea/.mat records")
-    group = cv.add_mutually_exclusive_group()
-    group.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
-    group.add_argument("--by-source", action="store_true", help="leave one database out")
+    cv.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
+    cv.add_argument("--by-source", action="store_true", help="leave one database out")
+    cv.add_argument(
+        "--train-on", metavar="DB[,DB]", help="train on these databases alone (e.g. CPSC)"
+    )
+    cv.add_argument("--seeds", type=int, nargs="+", default=[0], help="(--by-source, --train-on)")
+    cv.add_argument(
+        "--min-records", type=int, default=10, help="smallest database scored (default 10)"
+    )
     cv.add_argument("--profile", help="paper, quick or smoke (default: $ECG_GCN_PROFILE)")
     cv.add_argument("--out", default="crossval", help="folder for fold models and the CSV")
     cv.set_defaults(run=_cv)

@@ -119,6 +119,8 @@ class Cache:
     labels: np.ndarray  # (N, 24) bool
     skipped: list[tuple[str, str]]
     built: int = 0  # records preprocessed by the call that returned this cache (0: all reused)
+    # The file of each shard that is not `folder`/SHARD_PATTERN (a concatenation; `concat`).
+    shard_paths: dict[int, Path] = field(default_factory=dict)
     _files: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -128,7 +130,8 @@ class Cache:
         # Opened lazily, per process; pread never moves a file position, so processes forked
         # with the descriptor open (DataLoader workers) may share it.
         if shard not in self._files:
-            self._files[shard] = os.open(self.folder / SHARD_PATTERN.format(shard), os.O_RDONLY)
+            path = self.shard_paths.get(shard, self.folder / SHARD_PATTERN.format(shard))
+            self._files[shard] = os.open(path, os.O_RDONLY)
         return self._files[shard]
 
     def stored(self, i: int, start: int = 0, length: int | None = None) -> np.ndarray:
@@ -176,6 +179,47 @@ class Cache:
 
     def __del__(self) -> None:
         self.close()
+
+
+def concat(*caches: Cache) -> Cache:
+    """One cache of the records of several, in order (the first's records first); their shard
+    files stay where they are. Record names must not repeat."""
+    names = [name for c in caches for name in c.names]
+    if len(set(names)) != len(names):
+        raise ValueError("the caches to concatenate share record names")
+    shards, shard_paths, first = [], {}, 0
+    for c in caches:
+        shards += [first + s for s in c.shards]
+        for s in set(c.shards):
+            shard_paths[first + s] = c.shard_paths.get(s, c.folder / SHARD_PATTERN.format(s))
+        first += 1 + max(c.shards, default=-1)
+    return Cache(
+        folder=caches[0].folder,
+        names=names,
+        shards=shards,
+        offsets=np.concatenate([c.offsets for c in caches]),
+        lengths=np.concatenate([c.lengths for c in caches]),
+        labels=np.concatenate([c.labels for c in caches]),
+        skipped=[entry for c in caches for entry in c.skipped],
+        shard_paths=shard_paths,
+    )
+
+
+def load_cache(folder: str | Path) -> Cache:
+    """The cache stored in `folder` as its index describes it, without checking any data
+    folder (for caches whose records are gone once stored, as the synthetic pool's are)."""
+    folder = Path(folder)
+    index = _read_index(folder / INDEX_FILE)
+    if not index:
+        raise ValueError(f"{folder}: no readable cache index ({INDEX_FILE})")
+    cache = _from_entries(folder, index["records"], built=0)
+    ends = cache.offsets + cache.lengths
+    for shard in set(cache.shards):
+        need = 2 * _LEADS * int(ends[np.asarray(cache.shards) == shard].max())
+        path = folder / SHARD_PATTERN.format(shard)
+        if not path.is_file() or path.stat().st_size < need:
+            raise ValueError(f"{path}: missing or truncated cache shard")
+    return cache
 
 
 def _read_exactly(fd: int, buffers: list[np.ndarray], offset: int) -> None:

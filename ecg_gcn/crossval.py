@@ -13,7 +13,9 @@ to the hidden test's unseen hospital.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -34,6 +36,7 @@ SOURCES = {
     "S": "PTB",
     "HR": "PTB-XL",
     "E": "Georgia",
+    "JS": "Chapman-Ningbo",
 }
 RESULT_FIELDS = (
     "fold",
@@ -52,13 +55,17 @@ def source_of(name: str) -> str:
     return SOURCES.get(prefix, prefix or "unknown")
 
 
-def fold_ids(cache: Cache, folds: int | None, seed: int) -> tuple[np.ndarray, list[str]]:
-    """(fold of each record, fold names): stratified folds, or one fold per database."""
+def fold_ids(
+    cache: Cache, folds: int | None, seed: int, n: int | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """(fold of each of the first `n` records (all by default), fold names): stratified folds,
+    or one fold per database."""
+    n = len(cache) if n is None else n
     if folds is not None:
-        return dataset.stratified_folds(cache.labels, folds, seed), [
+        return dataset.stratified_folds(cache.labels[:n], folds, seed), [
             f"fold {k + 1}" for k in range(folds)
         ]
-    sources = [source_of(name) for name in cache.names]
+    sources = [source_of(name) for name in cache.names[:n]]
     names = sorted(set(sources))
     if len(names) < 2:
         raise ValueError(f"one database only ({names[0]}): nothing to leave out")
@@ -82,10 +89,19 @@ def evaluate_fold(
     train_config: cfg.TrainConfig,
     device: torch.device | None = None,
     fixed_threshold: float | None = None,
+    synthetic: train.SyntheticPool | None = None,
 ) -> dict[str, dict]:
-    """Scores on `test_idx` of a model fitted on `train_idx`, and of the two baselines."""
+    """Scores on `test_idx` of a model fitted on `train_idx` (and the synthetic pool, when
+    given), and of the two baselines."""
     summary = train.fit(
-        cache, train_idx, model_dir, model_config, train_config, device=device, progress=False
+        cache,
+        train_idx,
+        model_dir,
+        model_config,
+        train_config,
+        synthetic=synthetic,
+        device=device,
+        progress=False,
     )
     predictor = summary["predictor"]
     labels = cache.labels[test_idx]
@@ -109,9 +125,14 @@ def cross_validate(
     device: torch.device | None = None,
     fixed_threshold: float | None = None,
     label: str = "model",
+    synthetic: train.SyntheticPool | None = None,
 ) -> list[dict]:
-    """One row per fold and per model (the model, prevalence, always normal)."""
-    fold_of, names = fold_ids(cache, folds, train_config.seed)
+    """One row per fold and per model (the model, prevalence, always normal). With a synthetic
+    pool (appended to `cache`), the folds split the real records only, and every fold's
+    model is trained with the pool as well."""
+    use_pool = synthetic is not None and train_config.synthetic > 0
+    real = len(cache) - (len(synthetic.indices) if synthetic is not None else 0)
+    fold_of, names = fold_ids(cache, folds, train_config.seed, real)
     rows = []
     for k, held_out in enumerate(names):
         test_idx = np.flatnonzero(fold_of == k)
@@ -123,7 +144,7 @@ def cross_validate(
         )
         results = evaluate_fold(
             cache, train_idx, test_idx, work_dir / f"fold{k + 1}", model_config, train_config,
-            device, fixed_threshold,
+            device, fixed_threshold, synthetic if use_pool else None,
         )  # fmt: skip
         for model, scores in results.items():
             name = label if model == "model" else model
@@ -179,27 +200,60 @@ def ablation(
     train_config: cfg.TrainConfig,
     folds: int = 5,
     device: torch.device | None = None,
+    synthetic: train.SyntheticPool | None = None,
 ) -> tuple[str, list[dict]]:
-    """Table 1 of the paper on these data: each variant on the same folds (thresholds tuned in
-    each training part), then the linear and GCN heads at one fixed threshold of 0.5."""
+    """Table 1 of the paper on these data: each variant on the same folds, real records only
+    (thresholds tuned in each training part); then the full model with the synthetic pool, when
+    given (the entry's default); then the linear and GCN heads at one fixed threshold of 0.5."""
     rows, table = [], []
-    for name, (title, paper_cm, paper_f1) in PAPER_TABLE_1.items():
+    real_only = dataclasses.replace(train_config, synthetic=0)
+    runs = [(name, *row, real_only, name) for name, row in PAPER_TABLE_1.items()]
+    if synthetic is not None:
+        runs.append(
+            (
+                "resnet_bigru_gcn",
+                "+ synthetic records",
+                math.nan,
+                math.nan,
+                train_config,
+                "resnet_bigru_gcn+synthetic",
+            )
+        )
+    for name, title, paper_cm, paper_f1, config, label in runs:
         variant = nets.variant(name, model_config)
-        result = cross_validate(cache, work_dir / name, variant, train_config, folds, device,
-                                label=name)  # fmt: skip
+        result = cross_validate(
+            cache,
+            work_dir / label,
+            variant,
+            config,
+            folds,
+            device,
+            label=label,
+            synthetic=synthetic,
+        )
         rows += result
-        mean = next(r for r in mean_rows(result) if r["model"] == name)
+        mean = next(r for r in mean_rows(result) if r["model"] == label)
         table.append((title, mean["challenge_metric"], mean["macro_f1"], paper_cm, paper_f1))
     heads = []
     for name in ("resnet_bigru", "resnet_bigru_gcn"):
         variant = nets.variant(name, model_config)
-        result = cross_validate(cache, work_dir / f"{name}-0.5", variant, train_config, folds,
-                                device, fixed_threshold=0.5, label=f"{name}@0.5")  # fmt: skip
+        result = cross_validate(
+            cache,
+            work_dir / f"{name}-0.5",
+            variant,
+            real_only,
+            folds,
+            device,
+            fixed_threshold=0.5,
+            label=f"{name}@0.5",
+            synthetic=synthetic,
+        )
         rows += result
         heads.append(next(r for r in mean_rows(result) if r["model"] == f"{name}@0.5"))
     lines = [f"{'Methods':<24} {'Challenge Metric':>16} {'F1 score':>9}   (paper: CM, F1)"]
     for title, cm, f1, paper_cm, paper_f1 in table:
-        lines.append(f"{title:<24} {cm:>16.3f} {f1:>9.3f}   ({paper_cm:.3f}, {paper_f1:.3f})")
+        paper = "" if math.isnan(paper_cm) else f"   ({paper_cm:.3f}, {paper_f1:.3f})"
+        lines.append(f"{title:<24} {cm:>16.3f} {f1:>9.3f}{paper}")
     lines.append("")
     lines.append("heads at one fixed threshold of 0.5:")
     for name, row in zip(

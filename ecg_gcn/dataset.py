@@ -60,6 +60,42 @@ class CropDataset(torch.utils.data.Dataset):
         return batch
 
 
+class MixSampler(torch.utils.data.Sampler[int]):
+    """The positions of one epoch: every one of the `real` first positions of the dataset, plus
+    `per_epoch` drawn afresh each epoch (without replacement) from the `pool` positions after
+    them, shuffled together. With several processes (`world` > 1), each takes its share of the
+    same shuffle, padded by repetition to equal shares, as DistributedSampler does.
+
+    The draw depends on (seed, epoch) alone, so an interrupted training resumes on the same
+    epochs. Call `set_epoch` before each epoch.
+    """
+
+    def __init__(
+        self, real: int, pool: int, per_epoch: int, seed: int, rank: int = 0, world: int = 1
+    ):
+        if not 0 <= per_epoch <= pool:
+            raise ValueError(f"{per_epoch} records per epoch from a pool of {pool}")
+        self.real, self.pool, self.per_epoch = real, pool, per_epoch
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-(self.real + self.per_epoch) // self.world)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        drawn = torch.randperm(self.pool, generator=generator)[: self.per_epoch] + self.real
+        positions = torch.cat([torch.arange(self.real), drawn])
+        positions = positions[torch.randperm(len(positions), generator=generator)]
+        total = len(self) * self.world
+        if total > len(positions):
+            positions = torch.cat([positions, positions[: total - len(positions)]])
+        return iter(positions[self.rank :: self.world].tolist())
+
+
 def stratified_parts(labels: np.ndarray, proportions: list[float], seed: int) -> np.ndarray:
     """The part (0 .. len(proportions) - 1) of each record: a multi-label stratified partition.
 

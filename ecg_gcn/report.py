@@ -372,6 +372,18 @@ def _split_counts(model_dir: Path) -> str:
     return f"{parts.count('train')} training, {parts.count('validation')} validation recordings"
 
 
+def _synthetic_line(checkpoint: dict) -> str:
+    training, pool = checkpoint["train_config"], checkpoint.get("synthetic_pool") or {}
+    if not training.get("synthetic"):
+        return "none (real records only)"
+    return (
+        f"a pool of {training['synthetic']} (seed {training['synthetic_seed']}"
+        + (f", `{pool['folder']}`" if pool else "")
+        + f"): {training['synthetic_pretrain_epochs']} epochs of pre-training on them alone, "
+        f"then {training['synthetic_mix']:g} per real training record mixed into every epoch"
+    )
+
+
 def _markdown(
     model_dir: Path,
     checkpoint: dict,
@@ -401,6 +413,7 @@ def _markdown(
         f"up to {training['max_epochs']} epochs, {training['window_seconds']:g} s windows, "
         f"thresholds tuned {training['threshold_mode']}",
         f"- data: {_split_counts(model_dir)}",
+        f"- synthetic records: {_synthetic_line(checkpoint)}",
         f"- saved epoch: {checkpoint.get('epoch', '?')} of {len(history['epoch'])} run",
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "
         f"(median {np.median(thresholds):.3f})",

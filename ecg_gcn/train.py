@@ -28,17 +28,20 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ecg_gcn import config as cfg
-from ecg_gcn import dataset, distributed, graph, nets, predict, scoring, thresholds
+from ecg_gcn import dataset, distributed, graph, nets, predict, scoring, synthetic, thresholds
 from ecg_gcn import labels as lbl
-from ecg_gcn.cache import Cache, build_cache
+from ecg_gcn.augment import Augment, augment_batch
+from ecg_gcn.cache import Cache, build_cache, concat
 
 logger = logging.getLogger(__name__)
 
@@ -183,16 +186,39 @@ def train(
             raise ValueError(
                 f"{data_dir}: none of the recordings could be read; nothing to train on"
             )
+        indices = np.arange(len(cache))
+        pool = None
+        if train_config.synthetic:
+            root = Path(cache_dir).parent if cache_dir else None
+            pool_cache = distributed.in_turn(
+                lambda: synthetic.pool(
+                    train_config.synthetic,
+                    train_config.synthetic_seed,
+                    band=train_config.band,
+                    root=root,
+                    progress=progress,
+                ),
+                context,
+            )
+            cache, pool = with_pool(cache, pool_cache)
         return fit(
             cache,
-            np.arange(len(cache)),
+            indices,
             model_dir,
             model_config,
             train_config,
+            synthetic=pool,
             device=device,
             context=context,
             progress=progress,
         )
+
+
+def with_pool(cache: Cache, pool_cache: Cache) -> tuple[Cache, SyntheticPool]:
+    """The data's cache with the synthetic pool's records appended, and where they are."""
+    combined = concat(cache, pool_cache)
+    indices = np.arange(len(cache), len(combined))
+    return combined, SyntheticPool(indices, pool_cache.folder)
 
 
 def train_step(
@@ -204,11 +230,14 @@ def train_step(
     autocast,
     loss_fn: torch.nn.Module,
     device: torch.device,
+    augment: Augment | None = None,
 ) -> torch.Tensor:
     """One optimiser step on a batch as the loader gives it (x float16 as cached, moved to the
-    device and made float32 there); returns the batch's loss."""
+    device and made float32 there, then augmented); returns the batch's loss."""
     x = x.to(device, non_blocking=True).float()
     y = y.to(device, non_blocking=True)
+    if augment is not None:
+        x = augment_batch(x, augment)
     with autocast():
         loss = loss_fn(model(x).float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -218,38 +247,17 @@ def train_step(
     return loss
 
 
-def _loader(
-    crops: dataset.CropDataset,
-    train_config: cfg.TrainConfig,
-    context: distributed.Context,
-    device: torch.device,
-    generator: torch.Generator,
-) -> DataLoader:
-    """Shuffled batches of training windows; with several processes, this process's share
-    (DistributedSampler: a fresh shuffle per epoch by `set_epoch`, equal shares)."""
-    sampler = None
-    if context.distributed:
-        sampler = DistributedSampler(
-            crops,
-            num_replicas=context.world_size,
-            rank=context.rank,
-            shuffle=True,
-            seed=train_config.seed,
-        )
-    # No more loading processes than cores: on a 2-core machine 4 workers only contend.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(train_config.num_workers, cores or 1)
-    return DataLoader(
-        crops,
-        batch_size=train_config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        collate_fn=dataset.CropDataset.collate,  # its __getitems__ stacks each batch itself
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        generator=generator,
-    )
+@dataclass
+class _Run:
+    """The running state of one training: its history, the best epoch so far, stale epochs."""
+
+    history: list[list] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    best_probabilities: np.ndarray | None = None
+    stale: int = 0
+    next_epoch: int = 1
 
 
 def fit(
@@ -259,6 +267,7 @@ def fit(
     model_config: cfg.ModelConfig,
     train_config: cfg.TrainConfig,
     *,
+    synthetic: SyntheticPool | None = None,
     device: torch.device | None = None,
     context: distributed.Context | None = None,
     progress: bool = True,
@@ -266,6 +275,10 @@ def fit(
     """Fit the model on the cached records `indices` (a validation part is held out of them
     to pick the epoch and tune the thresholds); write it into `model_dir`. Cross-validation
     calls this with each fold's training part, so nothing of the scored fold is ever seen.
+
+    `synthetic`: the synthetic pool's records in the same cache. The network is pre-trained on
+    them (`pretrain`, cached), then every epoch mixes a fresh draw of them into the real
+    training records; validation, and so the epoch and the thresholds, use real records only.
 
     `context` places this process among several (see `train`); by default it is the only one.
     """
@@ -278,30 +291,30 @@ def fit(
     seed_everything(train_config.seed, train_config.deterministic)
     device = device or predict.pick_device()
     autocast, scaler = _precision(device, train_config.amp)
-    absent = [
-        lbl.abbreviations()[c]
-        for c, n in zip(lbl.CLASSES, cache.labels[indices].sum(0), strict=True)
-        if n == 0
-    ]
-    if absent and main:
-        logger.warning("no training example of: %s", ", ".join(absent))
-
+    _warn_absent(cache.labels[indices], main)
     train_idx, val_idx = _split(
         cache.labels, indices, train_config.validation_fraction, train_config.seed
     )
     if main:
-        part = {int(i): "train" for i in train_idx} | {int(i): "validation" for i in val_idx}
-        _write_rows(
-            model_dir / SPLIT_FILE,
-            ("record", "part"),
-            [(cache.names[i], part[i]) for i in sorted(part)],
-        )
-
-    adjacency = graph.adjacency(cache.labels[train_idx], model_config.tau, model_config.p)
+        _write_split(model_dir / SPLIT_FILE, cache, train_idx, val_idx)
+    pool = synthetic.indices if synthetic is not None else np.zeros(0, dtype=np.int64)
+    graph_labels = cache.labels[np.concatenate([train_idx, pool])]
+    adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
     model = nets.build_model(model_config, adjacency).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
-    )
+    pretrained = None
+    if synthetic is not None and train_config.synthetic_pretrain_epochs:
+        pretrained = distributed.in_turn(
+            lambda: pretrain(cache, synthetic, model_config, train_config, device, progress),
+            context,
+        )
+        own = {k: v for k, v in pretrained.items() if not k.endswith("adjacency")}
+        model.load_state_dict(own, strict=False)
+        # Pre-training drew random numbers only when it was not cached: start afresh either way.
+        seed_everything(train_config.seed, train_config.deterministic)
+    lr = train_config.lr
+    if pretrained is not None and train_config.synthetic_finetune_lr is not None:
+        lr = train_config.synthetic_finetune_lr
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=train_config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience
     )
@@ -310,9 +323,9 @@ def fit(
     if context.rank:
         torch.manual_seed(train_config.seed + context.rank)
     generator = torch.Generator().manual_seed(train_config.seed + context.rank)
-    window = train_config.window_samples
-    loader = _loader(
-        dataset.CropDataset(cache, train_idx, window), train_config, context, device, generator
+    per_epoch = _synthetic_per_epoch(train_config, len(train_idx), len(pool))
+    loader = loader_for(
+        cache, train_idx, train_config, context, device, generator, pool=pool, per_epoch=per_epoch
     )
     if context.distributed:
         logger.info(
@@ -323,139 +336,309 @@ def fit(
             len(loader),
         )
     predictor = predict.Predictor(
-        model, model_config, np.full(lbl.NUM_CLASSES, 0.5), window, device, train_config.band
+        model,
+        model_config,
+        np.full(lbl.NUM_CLASSES, 0.5),
+        train_config.window_samples,
+        device,
+        train_config.band,
     )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    history: list[list] = []
-    best = {"score": -math.inf, "epoch": 0, "state": None, "probabilities": None}
-    stale, first_epoch = 0, 1
-    signature = _signature(model_config, train_config, cache, indices)
-    # Rank 0 alone reads the model folder (on several nodes, only its node has it).
-    resumed = _load_state(model_dir / STATE_FILE, signature) if main else None
-    resumed = distributed.broadcast(resumed, context)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        scaler.load_state_dict(resumed["scaler"])
-        # A process the interrupted run did not have keeps the fresh stream drawn above.
-        if context.rank < len(resumed["rng"]):
-            torch_rng, loader_rng = resumed["rng"][context.rank]
-            torch.set_rng_state(torch_rng)
-            generator.set_state(loader_rng)
-        history, stale = resumed["history"], resumed["stale"]
-        first_epoch = resumed["epoch"] + 1
-        if main:
-            best_checkpoint = torch.load(
-                model_dir / predict.CHECKPOINT_FILE, map_location=device, weights_only=True
-            )
-            best = {
-                "score": resumed["best_score"],
-                "epoch": resumed["best_epoch"],
-                "state": best_checkpoint["state_dict"],
-                "probabilities": resumed["best_probabilities"].numpy(),
-            }
-            logger.warning(
-                "resuming after epoch %d from %s", resumed["epoch"], model_dir / STATE_FILE
-            )
+    signature = _signature(model_config, train_config, cache, np.concatenate([indices, pool]))
+    run = _resume(
+        model_dir, signature, model, optimizer, scheduler, scaler, generator, context, device
+    )
     # Compiled first, then wrapped (nanoGPT's order); the plain `model` is what gets saved.
     step_model = torch.compile(model) if train_config.compile else model
     step_model = distributed.wrap(step_model, context, device)
-    for epoch in range(first_epoch, train_config.max_epochs + 1):
+    step = partial(
+        train_step,
+        optimizer=optimizer,
+        scaler=scaler,
+        autocast=autocast,
+        loss_fn=torch.nn.BCEWithLogitsLoss(),
+        device=device,
+        augment=train_config.augment,
+    )
+    for epoch in range(run.next_epoch, train_config.max_epochs + 1):
         start = time.perf_counter()
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        model.train()
-        running, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
-        for x, y in bar:
-            loss = train_step(step_model, x, y, optimizer, scaler, autocast, loss_fn, device)
-            running += loss.item() * len(x)
-            seen += len(x)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-        shares = distributed.all_gather((running, seen), context)
-        running, seen = sum(r for r, _ in shares), sum(n for _, n in shares)
-        # Rank 0 validates alone while the others wait for its verdict below.
-        val_loss, stop = math.nan, False
+        train_loss = _train_epoch(step_model, loader, step, epoch, context, progress)
+        stop = False
         if main:
-            probabilities, val_loss = _validate(predictor, cache, val_idx)
-            val_labels = cache.labels[val_idx]
-            cut, score = thresholds.tune(probabilities, val_labels, mode="global")
-            macro_f1 = scoring.f_measure(val_labels, thresholds.binarize(probabilities, cut))[0]
-            lr = optimizer.param_groups[0]["lr"]
-            seconds = time.perf_counter() - start
-            train_loss = running / max(seen, 1)
-            history.append(
-                [epoch, train_loss, val_loss, score, macro_f1, float(cut[0]), lr, seconds]
-            )
-            _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, history)
-            logger.debug(
-                "epoch %d: loss %.4f, validation loss %.4f, challenge %.3f, F1 %.3f (%.0f s)",
+            stop = _validate_and_select(
+                run,
                 epoch,
                 train_loss,
-                val_loss,
-                score,
-                macro_f1,
-                seconds,
+                time.perf_counter() - start,
+                predictor,
+                cache,
+                val_idx,
+                model_dir,
+                model_config,
+                train_config,
+                optimizer,
+                progress,
             )
-            if progress:
-                tqdm.write(
-                    f"epoch {epoch:3d}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                    f"challenge {score:.3f}  F1 {macro_f1:.3f}  lr {lr:.0e}  {seconds:.0f} s"
-                )
-            criterion = score if train_config.select_metric == "challenge" else -val_loss
-            if criterion > best["score"]:
-                best = {
-                    "score": criterion,
-                    "epoch": epoch,
-                    "state": copy.deepcopy(model.state_dict()),
-                    "probabilities": probabilities,
-                }
-                predict.save_checkpoint(
-                    model_dir / predict.CHECKPOINT_FILE,
-                    model,
-                    model_config,
-                    train_config,
-                    cut,
-                    epoch=epoch,
-                )
-                stale = 0
-            else:
-                stale += 1
-            stop = stale > train_config.early_stop_patience
+        val_loss = run.history[-1][2] if main else math.nan
         # Every process steps its scheduler on the same loss and stops with rank 0.
         val_loss, stop = distributed.broadcast((val_loss, stop), context)
         scheduler.step(val_loss)
         rng = distributed.all_gather((torch.get_rng_state(), generator.get_state()), context)
         if main:
-            predict.atomic_save(
-                {
-                    "signature": signature,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng,  # (torch, loader) generator states, one pair per rank
-                    "history": history,
-                    "stale": stale,
-                    "best_score": float(best["score"]),
-                    "best_epoch": best["epoch"],
-                    "best_probabilities": torch.from_numpy(best["probabilities"]),
-                },
+            _save_state(
                 model_dir / STATE_FILE,
+                signature,
+                epoch,
+                model,
+                optimizer,
+                scheduler,
+                scaler,
+                rng,
+                run,
             )
         if stop:
             break
+    return _finish(
+        run,
+        model,
+        predictor,
+        cache,
+        val_idx,
+        model_dir,
+        model_config,
+        train_config,
+        context,
+        synthetic,
+    )
 
+
+@dataclass
+class SyntheticPool:
+    """The synthetic pool's records within a training cache, and where the pool is cached."""
+
+    indices: np.ndarray
+    folder: Path
+
+
+def _warn_absent(labels: np.ndarray, main: bool) -> None:
+    absent = [
+        lbl.abbreviations()[c] for c, n in zip(lbl.CLASSES, labels.sum(0), strict=True) if n == 0
+    ]
+    if absent and main:
+        logger.warning("no training example of: %s", ", ".join(absent))
+
+
+def _write_split(path: Path, cache: Cache, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+    part = {int(i): "train" for i in train_idx} | {int(i): "validation" for i in val_idx}
+    _write_rows(path, ("record", "part"), [(cache.names[i], part[i]) for i in sorted(part)])
+
+
+def _synthetic_per_epoch(train_config: cfg.TrainConfig, n_real: int, n_pool: int) -> int:
+    """Synthetic records mixed into each epoch on the data."""
+    return min(n_pool, round(train_config.synthetic_mix * n_real))
+
+
+def loader_for(
+    cache: Cache,
+    train_idx: np.ndarray,
+    train_config: cfg.TrainConfig,
+    context: distributed.Context,
+    device: torch.device,
+    generator: torch.Generator,
+    *,
+    pool: np.ndarray | None = None,
+    per_epoch: int = 0,
+) -> DataLoader:
+    """Shuffled batches of training windows of `train_idx`, and with `per_epoch` > 0 as many
+    records drawn afresh each epoch from `pool`; with several processes, this process's share.
+    Call `loader.sampler.set_epoch(epoch)` before each epoch."""
+    pool = np.zeros(0, dtype=np.int64) if pool is None or not per_epoch else np.asarray(pool)
+    crops = dataset.CropDataset(
+        cache, np.concatenate([train_idx, pool]), train_config.window_samples
+    )
+    sampler = dataset.MixSampler(
+        len(train_idx), len(pool), per_epoch, train_config.seed, context.rank, context.world_size
+    )
+    # No more loading processes than cores: on a 2-core machine 4 workers only contend.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(train_config.num_workers, cores or 1)
+    return DataLoader(
+        crops,
+        batch_size=train_config.batch_size,
+        sampler=sampler,
+        collate_fn=dataset.CropDataset.collate,  # its __getitems__ stacks each batch itself
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=generator,
+    )
+
+
+def _train_epoch(
+    step_model: torch.nn.Module,
+    loader: DataLoader,
+    step,
+    epoch: int,
+    context: distributed.Context,
+    progress: bool,
+) -> float:
+    """One pass over the loader; the mean training loss over every process's batches."""
+    loader.sampler.set_epoch(epoch)
+    step_model.train()
+    running, seen = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+    for x, y in bar:
+        loss = step(step_model, x, y)
+        running += loss.item() * len(x)
+        seen += len(x)
+        bar.set_postfix(loss=f"{running / seen:.4f}")
+    shares = distributed.all_gather((running, seen), context)
+    return sum(r for r, _ in shares) / max(sum(n for _, n in shares), 1)
+
+
+def _validate_and_select(
+    run: _Run,
+    epoch: int,
+    train_loss: float,
+    seconds: float,
+    predictor: predict.Predictor,
+    cache: Cache,
+    val_idx: np.ndarray,
+    model_dir: Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    progress: bool,
+) -> bool:
+    """Rank 0: validate, log the epoch, keep it if it is the best; True when training stops."""
+    probabilities, val_loss = _validate(predictor, cache, val_idx)
+    val_labels = cache.labels[val_idx]
+    cut, score = thresholds.tune(probabilities, val_labels, mode="global")
+    macro_f1 = scoring.f_measure(val_labels, thresholds.binarize(probabilities, cut))[0]
+    lr = optimizer.param_groups[0]["lr"]
+    run.history.append([epoch, train_loss, val_loss, score, macro_f1, float(cut[0]), lr, seconds])
+    _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, run.history)
+    if progress:
+        tqdm.write(
+            f"epoch {epoch:3d}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+            f"challenge {score:.3f}  F1 {macro_f1:.3f}  lr {lr:.0e}  {seconds:.0f} s"
+        )
+    criterion = score if train_config.select_metric == "challenge" else -val_loss
+    if criterion > run.best_score:
+        run.best_score, run.best_epoch, run.stale = criterion, epoch, 0
+        run.best_state = copy.deepcopy(predictor.model.state_dict())
+        run.best_probabilities = probabilities
+        predict.save_checkpoint(
+            model_dir / predict.CHECKPOINT_FILE,
+            predictor.model,
+            model_config,
+            train_config,
+            cut,
+            epoch=epoch,
+        )
+    else:
+        run.stale += 1
+    return run.stale >= train_config.early_stop_patience
+
+
+def _save_state(
+    path: Path,
+    signature: str,
+    epoch: int,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    rng: list,
+    run: _Run,
+) -> None:
+    predict.atomic_save(
+        {
+            "signature": signature,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng,  # (torch, loader) generator states, one pair per rank
+            "history": run.history,
+            "stale": run.stale,
+            "best_score": float(run.best_score),
+            "best_epoch": run.best_epoch,
+            "best_probabilities": torch.from_numpy(run.best_probabilities),
+        },
+        path,
+    )
+
+
+def _resume(
+    model_dir: Path,
+    signature: str,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    generator: torch.Generator,
+    context: distributed.Context,
+    device: torch.device,
+) -> _Run:
+    """The running state to continue from: a saved one of this very training, or a fresh one."""
+    # Rank 0 alone reads the model folder (on several nodes, only its node has it).
+    resumed = _load_state(model_dir / STATE_FILE, signature) if context.is_main else None
+    resumed = distributed.broadcast(resumed, context)
+    run = _Run()
+    if resumed is None:
+        return run
+    model.load_state_dict(resumed["model"])
+    optimizer.load_state_dict(resumed["optimizer"])
+    scheduler.load_state_dict(resumed["scheduler"])
+    scaler.load_state_dict(resumed["scaler"])
+    # A process the interrupted run did not have keeps the fresh stream drawn above.
+    if context.rank < len(resumed["rng"]):
+        torch_rng, loader_rng = resumed["rng"][context.rank]
+        torch.set_rng_state(torch_rng)
+        generator.set_state(loader_rng)
+    run.history, run.stale = resumed["history"], resumed["stale"]
+    run.next_epoch = resumed["epoch"] + 1
+    if context.is_main:
+        best_checkpoint = torch.load(
+            model_dir / predict.CHECKPOINT_FILE, map_location=device, weights_only=True
+        )
+        run.best_score, run.best_epoch = resumed["best_score"], resumed["best_epoch"]
+        run.best_state = best_checkpoint["state_dict"]
+        run.best_probabilities = resumed["best_probabilities"].numpy()
+        logger.warning("resuming after epoch %d from %s", resumed["epoch"], model_dir / STATE_FILE)
+    return run
+
+
+def _finish(
+    run: _Run,
+    model,
+    predictor: predict.Predictor,
+    cache: Cache,
+    val_idx: np.ndarray,
+    model_dir: Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    context: distributed.Context,
+    synthetic: SyntheticPool | None,
+) -> dict:
+    """Rank 0: the best epoch's weights and their final thresholds into the checkpoint; every
+    process returns that model."""
     if context.distributed:
         _check_agreement(model, context)
     summary: dict | None = None
-    if main:
-        model.load_state_dict(best["state"])
-        val_labels = cache.labels[val_idx]
+    if context.is_main:
+        model.load_state_dict(run.best_state)
         final, score = thresholds.tune(
-            best["probabilities"], val_labels, mode=train_config.threshold_mode
+            run.best_probabilities,
+            cache.labels[val_idx],
+            mode=train_config.threshold_mode,
+            min_positives=train_config.threshold_min_positives,
+        )
+        pool = (
+            None
+            if synthetic is None
+            else {"records": len(synthetic.indices), "folder": synthetic.folder.name}
         )
         predict.save_checkpoint(
             model_dir / predict.CHECKPOINT_FILE,
@@ -463,18 +646,91 @@ def fit(
             model_config,
             train_config,
             final,
-            epoch=best["epoch"],
+            epoch=run.best_epoch,
+            synthetic_pool=pool,
         )
         (model_dir / STATE_FILE).unlink(missing_ok=True)
-        summary = {"epoch": best["epoch"], "challenge_metric": score, "thresholds": final}
+        summary = {
+            "epoch": run.best_epoch,
+            "challenge_metric": score,
+            "thresholds": final,
+            "validation": {"indices": val_idx, "probabilities": run.best_probabilities},
+        }
     if context.distributed:
         # Every process returns rank 0's best model, once it is saved.
-        state = {k: v.cpu() for k, v in model.state_dict().items()} if main else None
+        state = {k: v.cpu() for k, v in model.state_dict().items()} if context.is_main else None
         summary, state = distributed.broadcast((summary, state), context)
         model.load_state_dict(state)
     predictor.thresholds = summary["thresholds"]
     model.eval()
     return {**summary, "predictor": predictor}
+
+
+def pretrain(
+    cache: Cache,
+    synthetic: SyntheticPool,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    device: torch.device,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """The network's weights after `synthetic_pretrain_epochs` epochs on the synthetic pool
+    alone (Adam at the configured rate, no validation), cached beside the pool: the same
+    configuration and pool give the same weights, so cross-validation folds share them."""
+    keys = {k: v for k, v in cfg.to_dict(train_config).items() if k in PRETRAIN_KEYS}
+    digest = hashlib.sha1(json.dumps([cfg.to_dict(model_config), keys], sort_keys=True).encode())
+    path = synthetic.folder / f"pretrained-{digest.hexdigest()[:12]}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # a damaged file is made again
+            logger.warning("%s: unreadable (%s); pre-training again", path, error)
+    seed_everything(train_config.seed, train_config.deterministic)
+    adjacency = graph.adjacency(cache.labels[synthetic.indices], model_config.tau, model_config.p)
+    model = nets.build_model(model_config, adjacency).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+    )
+    autocast, scaler = _precision(device, train_config.amp)
+    generator = torch.Generator().manual_seed(train_config.seed)
+    loader = loader_for(
+        cache, synthetic.indices, train_config, distributed.Context(), device, generator
+    )
+    step = partial(
+        train_step,
+        optimizer=optimizer,
+        scaler=scaler,
+        autocast=autocast,
+        loss_fn=torch.nn.BCEWithLogitsLoss(),
+        device=device,
+        augment=train_config.augment,
+    )
+    step_model = torch.compile(model) if train_config.compile else model
+    for epoch in range(1, train_config.synthetic_pretrain_epochs + 1):
+        start = time.perf_counter()
+        loss = _train_epoch(step_model, loader, step, epoch, distributed.Context(), progress)
+        if progress:
+            tqdm.write(
+                f"pre-training on synthetic records, epoch {epoch:3d}  loss {loss:.4f}  "
+                f"{time.perf_counter() - start:.0f} s"
+            )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    predict.atomic_save(state, path)
+    return state
+
+
+# The settings that shape pre-training (with the model's configuration and the pool's folder).
+PRETRAIN_KEYS = (
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "window_seconds",
+    "seed",
+    "amp",
+    "synthetic_pretrain_epochs",
+    "augment",
+    "band",
+)
 
 
 def _check_agreement(model: torch.nn.Module, context: distributed.Context) -> None:

@@ -16,7 +16,16 @@ from ecg_gcn.cache import build_cache
 def test_records_are_grouped_by_their_database():
     names = ["A0001", "Q0002", "I0003", "S0004", "HR00005", "E00006", "JS00007", "12345"]
     sources = [crossval.source_of(n) for n in names]
-    assert sources == ["CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "JS", "unknown"]
+    assert sources == [
+        "CPSC",
+        "CPSC-Extra",
+        "INCART",
+        "PTB",
+        "PTB-XL",
+        "Georgia",
+        "Chapman-Ningbo",
+        "unknown",
+    ]
 
 
 def test_stratified_folds_cover_every_record_once_in_proportion():

@@ -88,7 +88,7 @@ import torch
 from ecg_gcn import config, train
 model_config, _ = config.profile("smoke")
 train_config = config.TrainConfig(max_epochs=5, batch_size=8, window_seconds=10.0,
-                                  num_workers=0, early_stop_patience=10)
+                                  num_workers=0, early_stop_patience=10, synthetic=0)
 train.train(sys.argv[1], sys.argv[2], model_config, train_config, cache_dir=sys.argv[3],
             device=torch.device("cpu"), progress=False)
 """
@@ -112,7 +112,12 @@ def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, cap
 
     model_config, _ = config.profile("smoke")
     train_config = config.TrainConfig(
-        max_epochs=5, batch_size=8, window_seconds=10.0, num_workers=0, early_stop_patience=10
+        max_epochs=5,
+        batch_size=8,
+        window_seconds=10.0,
+        num_workers=0,
+        early_stop_patience=10,
+        synthetic=0,
     )
     with caplog.at_level(logging.WARNING):
         summary = train.train(
