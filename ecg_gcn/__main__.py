@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = verbs.add_parser("demo", help="train, classify and score on synthetic data")
     demo.add_argument("folder", nargs="?", default="demo", help="working folder (default demo)")
-    demo.add_argument("--n-train", type=int, default=6000, help="training records (default 6000)")
+    demo.add_argument("--n-train", type=int, default=3000, help="training records (default 3000)")
     demo.add_argument("--n-test", type=int, default=500, help="test records (default 500)")
     demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
     demo.set_defaults(run=_demo)

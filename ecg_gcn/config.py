@@ -155,7 +155,7 @@ class TrainConfig:
     synthetic_pretrain_epochs: int = 6  # epochs on the synthetic pool alone, before the data
     # Synthetic records drawn afresh for every epoch on the data, per real training record
     # (capped at the pool): 1.0 doubles a small data set; on the 43,101 Challenge recordings
-    # the whole pool of 6,000 adds 14 % to an epoch.
+    # the whole pool of 6,000 adds 15 % to an epoch.
     synthetic_mix: float = 1.0
     # Adam's rate on the data after pre-training (None: `lr`). A lower rate keeps the network
     # nearer what the simulator taught it.
@@ -237,7 +237,8 @@ def _check_choice(config: object, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-# The quick profile: a CPU run of minutes (the demo trains on 6,000 synthetic records). Measured
+# The quick profile: a CPU run of minutes (the demo's synthetic training records, or the real
+# sample, with the synthetic pool). Measured
 # on 2 cores: one Adam step of the paper's network on 32 x 12 x 5000 takes ~1.5 s, far too slow
 # for a useful number of records and epochs in the demo's ten minutes. A quarter of the widths
 # (8 -> 64 filters, GRU 32) cut the work about 16-fold and keep every layer of the paper's
