@@ -350,15 +350,7 @@ def fit(
     # Compiled first, then wrapped (nanoGPT's order); the plain `model` is what gets saved.
     step_model = torch.compile(model) if train_config.compile else model
     step_model = distributed.wrap(step_model, context, device)
-    step = partial(
-        train_step,
-        optimizer=optimizer,
-        scaler=scaler,
-        autocast=autocast,
-        loss_fn=torch.nn.BCEWithLogitsLoss(),
-        device=device,
-        augment=train_config.augment,
-    )
+    step = _stepper(optimizer, scaler, autocast, device, train_config.augment)
     for epoch in range(run.next_epoch, train_config.max_epochs + 1):
         start = time.perf_counter()
         train_loss = _train_epoch(step_model, loader, step, epoch, context, progress)
@@ -470,6 +462,19 @@ def loader_for(
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
         generator=generator,
+    )
+
+
+def _stepper(optimizer, scaler, autocast, device: torch.device, augment: Augment):
+    """`train_step` bound to one optimiser, precision and device: step(model, x, y) -> loss."""
+    return partial(
+        train_step,
+        optimizer=optimizer,
+        scaler=scaler,
+        autocast=autocast,
+        loss_fn=torch.nn.BCEWithLogitsLoss(),
+        device=device,
+        augment=augment,
     )
 
 
@@ -696,15 +701,7 @@ def pretrain(
     loader = loader_for(
         cache, synthetic.indices, train_config, distributed.Context(), device, generator
     )
-    step = partial(
-        train_step,
-        optimizer=optimizer,
-        scaler=scaler,
-        autocast=autocast,
-        loss_fn=torch.nn.BCEWithLogitsLoss(),
-        device=device,
-        augment=train_config.augment,
-    )
+    step = _stepper(optimizer, scaler, autocast, device, train_config.augment)
     step_model = torch.compile(model) if train_config.compile else model
     for epoch in range(1, train_config.synthetic_pretrain_epochs + 1):
         start = time.perf_counter()
