@@ -20,21 +20,32 @@ from scipy.io import loadmat
 from tqdm import tqdm
 
 from ecg_gcn.outputs import format_output, normal_answer, write_output
+from ecg_gcn.records import RecordError, check_mat_size, find_records
 from run_12ECG_classifier import load_12ECG_model, run_12ECG_classifier
 
 
 def find_recordings(input_directory):
-    """The official discovery: regular files, not hidden, whose lower-cased name ends in `mat`."""
-    names = []
-    for name in os.listdir(input_directory):
+    """The official discovery (regular files, not hidden, whose lower-cased name ends in `mat`),
+    plus every header whose `.mat` is missing or not a file: the scorer wants an output for each
+    header, so those get the always-normal answer with a warning, not silence."""
+    names, stems = [], set()
+    for name in sorted(os.listdir(input_directory)):
         path = os.path.join(input_directory, name)
         if os.path.isfile(path) and not name.startswith(".") and name.lower().endswith("mat"):
             names.append(name)
+            stems.add(os.path.splitext(name)[0])
+    for stem in find_records(input_directory):
+        if stem not in stems:
+            names.append(stem + ".mat")
     return names
 
 
 def load_challenge_data(mat_path):
-    """The recording as the official driver passes it: `val` as float64, header lines."""
+    """The recording as the official driver passes it: `val` as float64, header lines. The
+    `.mat` must exist, and its declared size must be within the bounds before it is loaded."""
+    if not os.path.isfile(mat_path):
+        raise RecordError(f"{mat_path}: the signal file is missing")
+    check_mat_size(mat_path)
     data = np.asarray(loadmat(mat_path)["val"], dtype=np.float64)
     header_path = os.path.splitext(mat_path)[0] + ".hea"
     with open(header_path, errors="replace") as f:

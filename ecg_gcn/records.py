@@ -47,6 +47,23 @@ NOMINAL_GAIN = 1000.0
 # gains within the factor (500/mV and 2000/mV included) are kept as stated.
 MIN_GAIN_RATIO = 3.0
 
+# Plausible bounds of a recording, checked before anything is allocated for it: a header or a
+# `.mat` outside them is refused with a RecordError (the driver answers always-normal, training
+# lists it in skipped.csv). Without them one header could sink a whole run: a stated rate of
+# 5e9 Hz made the resampler build a filter of gigabytes, 0.5 Hz an output 1000 times the input,
+# and an 823 KB compressed `.mat` decompresses to 12 x 30 M samples. The Challenge's own data
+# lie well inside: 257 Hz (INCART) to 1000 Hz (PTB), 6 s to 30 minutes (INCART's 462,600
+# samples).
+MIN_FS = 50.0  # Hz: below it the QRS (10-40 Hz) cannot be represented
+MAX_FS = 20_000.0  # Hz: research ECG hardware samples at up to about 16 kHz
+MIN_SECONDS = 1.0  # less than one heartbeat cannot be classified
+MAX_SAMPLES = 2_000_000  # per lead: 33 minutes at 1000 Hz, an hour at 500 Hz
+MAX_VALUES = 12 * MAX_SAMPLES  # in all: 192 MB as the driver's float64
+_BOUNDS = (
+    f"plausible bounds: {MIN_FS:g}-{MAX_FS:g} Hz, at least {MIN_SECONDS:g} s, "
+    f"at most {MAX_SAMPLES:,} samples per lead and {MAX_VALUES:,} in all"
+)
+
 _RECORD_SUFFIX = re.compile(r"\.(mat|hea|dat)$", re.IGNORECASE)
 _FORMAT = re.compile(r"\d+(x\d+)?(:\d+)?(\+\d+)?")  # format[xsamples][:skew][+offset]
 _GAIN_FIELD = re.compile(r"([^(/]*)(?:\(([^)]*)\))?(?:/(.*))?")  # gain[(baseline)][/units]
@@ -320,11 +337,41 @@ def lead_name(name: str) -> str:
 # Signals
 
 
+def check_mat_size(path: str | Path) -> None:
+    """Refuse a `.mat` whose `val` would not fit the bounds once loaded, from the shapes the
+    file declares (`scipy.io.whosmat` reads them without decompressing anything)."""
+    try:
+        variables = scipy.io.whosmat(path)
+    except Exception as error:  # whosmat, like loadmat, fails with many exception types
+        raise RecordError(f"{path}: not a readable MATLAB file ({error})") from error
+    for name, shape, _ in variables:
+        if name == "val":
+            check_shape(shape, str(path))
+
+
+def check_shape(shape: Sequence[int], source: str) -> None:
+    """Refuse a signal array of more samples than the bounds allow (either layout)."""
+    if shape and (max(shape) > MAX_SAMPLES or math.prod(shape) > MAX_VALUES):
+        raise RecordError(f"{source}: a signal of shape {tuple(shape)} is outside the {_BOUNDS}")
+
+
+def check_timing(fs: float, n_samples: int, source: str) -> None:
+    """Refuse a sampling rate or a duration outside the bounds (before any resampling)."""
+    if not MIN_FS <= fs <= MAX_FS:
+        raise RecordError(f"{source}: a sampling rate of {fs:g} Hz is outside the {_BOUNDS}")
+    if n_samples / fs < MIN_SECONDS:
+        raise RecordError(
+            f"{source}: {n_samples} samples at {fs:g} Hz ({n_samples / fs:.3g} s) is too short "
+            f"to classify; the {_BOUNDS}"
+        )
+
+
 def load_mat(path: str | Path) -> np.ndarray:
     """The `val` array of a Challenge `.mat` file (leads x samples, ADC units, as stored)."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
+    check_mat_size(path)
     try:
         contents = scipy.io.loadmat(path)
     except Exception as error:  # loadmat reports a corrupt file with many exception types
@@ -489,6 +536,7 @@ def _align(adc: np.ndarray, header: Header, source: str) -> tuple[np.ndarray, He
         adc = adc[np.newaxis]
     if adc.ndim != 2 or not np.issubdtype(adc.dtype, np.number):
         raise RecordError(f"{source}: the signal is a {adc.ndim}-d {adc.dtype} array")
+    check_shape(adc.shape, source)
     notes = []
     if adc.shape[0] != header.n_leads and adc.shape[1] == header.n_leads:
         notes.append("the signal was samples x leads: transposed")
@@ -498,6 +546,7 @@ def _align(adc: np.ndarray, header: Header, source: str) -> tuple[np.ndarray, He
     # must be reported.
     if adc.shape[1] == 0:
         raise RecordError(f"{source}: the signal has no samples (shape {adc.shape})")
+    check_timing(header.fs, adc.shape[1], source)
     if not np.issubdtype(adc.dtype, np.integer):
         finite = np.isfinite(adc)
         if not finite.any():

@@ -9,6 +9,7 @@ answer ("normal") when nothing can, with a warning naming the record.
 from __future__ import annotations
 
 import logging
+import resource
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,36 @@ def _non_utf8(folder: Path, name: str) -> None:
     write(folder, name, ecg(10), text)
 
 
+def _stated_rate(fs: str) -> Callable[[Path, str], None]:
+    """Ten seconds at 500 Hz under a header that states another rate."""
+    return lambda folder, name: write(folder, name, ecg(10), fs=fs)
+
+
+def _header_only(folder: Path, name: str) -> None:
+    (folder / f"{name}.hea").write_text(header(name, 5000))
+
+
+def _mat_is_a_folder(folder: Path, name: str) -> None:
+    (folder / f"{name}.mat").mkdir()
+    (folder / f"{name}.hea").write_text(header(name, 5000))
+
+
+def _dangling_symlink(folder: Path, name: str) -> None:
+    (folder / f"{name}.mat").symlink_to(folder / "nowhere" / f"{name}.mat")
+    (folder / f"{name}.hea").write_text(header(name, 5000))
+
+
+# 12 x 3,000,000 int16 samples: 72 MB as an array, a few hundred KB as a compressed v5 file
+BOMB_SHAPE = (12, 3_000_000)
+
+
+def _decompression_bomb(folder: Path, name: str) -> None:
+    scipy.io.savemat(
+        folder / f"{name}.mat", {"val": np.zeros(BOMB_SHAPE, np.int16)}, do_compression=True
+    )
+    (folder / f"{name}.hea").write_text(header(name, BOMB_SHAPE[1]))
+
+
 LIMB = ("I", "II", "III", "aVR", "aVL", "aVF")
 PERMUTED = records.LEADS[6:] + records.LEADS[:6]
 GOOD_LEADS = "".join(f"NAME.mat 16 1000/mV 16 0 0 0 0 {lead}\n" for lead in records.LEADS)
@@ -152,6 +183,15 @@ CASES: dict[str, Case] = {
     "fs_1000": Case(_rate(1000), "model"),
     "fs_137_5": Case(_rate(137.5), "model"),
     "one_second": Case(_rate(FS, 1), "model"),
+    "one_sample": Case(lambda f, n: write(f, n, ecg(10)[:, :1]), "normal"),
+    "half_a_second": Case(_rate(FS, 0.5), "normal"),
+    "fs_5e9": Case(_stated_rate("5e9"), "normal"),
+    "fs_half_hertz": Case(_stated_rate("0.5"), "normal"),
+    "fs_negative": Case(_stated_rate("-500"), "normal"),
+    "header_without_mat": Case(_header_only, "normal"),
+    "mat_is_a_folder": Case(_mat_is_a_folder, "normal"),
+    "mat_dangling_symlink": Case(_dangling_symlink, "normal"),
+    "decompression_bomb": Case(_decompression_bomb, "normal"),
     "thirty_minutes": Case(_rate(257, 1800), "model"),
     "gain_zero": Case(lambda f, n: write(f, n, ecg(10), gain="0/mV"), "model"),
     "gain_missing": Case(lambda f, n: write(f, n, ecg(10), gain="16"), "model"),
@@ -189,6 +229,7 @@ class Run:
     outputs: Path
     labels: Path
     stderr: str
+    peak_bytes: int
 
 
 @pytest.fixture(scope="module")
@@ -203,14 +244,19 @@ def driver_run(model_dir: Path) -> Run:
             shutil.copy(root / "train" / f"{name}{suffix}", inputs)
     for name, case in CASES.items():
         case.make(inputs, name)
-    for mat in inputs.glob("*.mat"):  # the scorer's labels: one header with a #Dx per record
-        (label_dir / f"{mat.stem}.hea").write_text(
-            header(mat.stem, 5000, comments=(f"#Dx: {NORMAL}",))
-        )
+    for name in recordings(inputs):  # the scorer's labels: one header with a #Dx per record
+        (label_dir / f"{name}.hea").write_text(header(name, 5000, comments=(f"#Dx: {NORMAL}",)))
     command = [sys.executable, "driver.py", model_dir, inputs, out]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return Run(inputs, out, label_dir, done.stderr)
+    # the most any child process of this test process has held (the driver among them)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return Run(inputs, out, label_dir, done.stderr, peak)
+
+
+def recordings(folder: Path) -> list[str]:
+    """Every record of the folder: a `.mat` or a `.hea` (either may be missing)."""
+    return sorted({p.stem for p in folder.iterdir() if p.suffix in (".mat", ".hea")})
 
 
 def read_output(path: Path) -> tuple[str, list[str], list[str], list[str]]:
@@ -237,10 +283,10 @@ def is_normal_answer(labels: list, scores: list) -> bool:
 
 
 def test_every_recording_gets_a_valid_output(driver_run):
-    mats = sorted(p.stem for p in driver_run.inputs.glob("*.mat"))
-    assert len(mats) == len(GOOD) + len(CASES)
-    assert sorted(p.stem for p in driver_run.outputs.glob("*.csv")) == mats
-    for name in mats:
+    names = recordings(driver_run.inputs)
+    assert len(names) == len(GOOD) + len(CASES)
+    assert sorted(p.stem for p in driver_run.outputs.glob("*.csv")) == names
+    for name in names:
         record_line, codes, binary, scores = read_output(driver_run.outputs / f"{name}.csv")
         assert record_line == f"#{name}"
         assert codes == list(lbl.SCORED_CODES)
@@ -261,6 +307,12 @@ def test_each_case_gets_the_expected_answer(driver_run, name):
 @pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.answer == "normal"])
 def test_the_driver_names_each_record_it_cannot_read(driver_run, name):
     assert name in driver_run.stderr
+
+
+def test_absurd_rates_and_sizes_are_refused_before_memory_is_spent(driver_run):
+    # a rate of 5e9 Hz once cost 9.7 GB, and the bomb decompresses to 72 MB of zeros
+    assert driver_run.peak_bytes < 1.5 * 2**30
+    assert "outside the plausible bounds" in driver_run.stderr
 
 
 def test_the_scorer_accepts_the_outputs(driver_run):

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.io
 
 from ecg_gcn import records, signal, synth
 from ecg_gcn.cache import INDEX_FILE, build_cache
@@ -128,6 +129,23 @@ def test_unreadable_records_are_skipped_and_listed(data, tmp_path):
     assert "SYN00001.mat" in cache.skipped[0][1]
     again = build_cache(data, cache_dir, n_jobs=1, progress=False)
     assert again.built == 0 and again.skipped == cache.skipped  # not retried while unchanged
+
+
+def test_recordings_outside_the_bounds_are_skipped_before_they_are_loaded(data, tmp_path):
+    # a stated rate of 5e9 Hz, and a compressed `.mat` that declares 12 x 3,000,000 samples:
+    # once, each killed a worker process and with it the whole training
+    header = (data / "SYN00002.hea").read_text().splitlines(keepends=True)
+    fields = header[0].split()
+    fields[2] = "5e9"
+    (data / "SYN00002.hea").write_text(" ".join(fields) + "\n" + "".join(header[1:]))
+    bomb = {"val": np.zeros((12, records.MAX_SAMPLES + 1), np.int16)}
+    scipy.io.savemat(data / "SYN00003.mat", bomb, do_compression=True)
+    cache = build_cache(data, tmp_path / "cache", n_jobs=2, progress=False)
+    assert len(cache) == 6
+    reasons = dict(cache.skipped)
+    assert sorted(reasons) == ["SYN00002", "SYN00003"]
+    assert "5e+09 Hz is outside the plausible bounds" in reasons["SYN00002"]
+    assert "(12, 2000001) is outside the plausible bounds" in reasons["SYN00003"]
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path):
