@@ -25,7 +25,7 @@ import torch
 from ecg_gcn import config as cfg
 from ecg_gcn import dataset, nets, scoring, train
 from ecg_gcn.cache import Cache
-from ecg_gcn.thresholds import binarize
+from ecg_gcn.thresholds import binarize, decide
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def evaluate_fold(
     labels = cache.labels[test_idx]
     probabilities = predictor.probabilities_many(cache.signal(int(i)) for i in test_idx)
     cut = predictor.thresholds if fixed_threshold is None else fixed_threshold
-    results = {"model": _scores(labels, probabilities, binarize(probabilities, cut))}
+    results = {"model": _scores(labels, probabilities, decide(probabilities, cut))}
     prevalence = np.tile(cache.labels[train_idx].mean(axis=0), (len(test_idx), 1))
     results["prevalence"] = _scores(labels, prevalence, binarize(prevalence, 0.5))
     normal = np.zeros_like(labels)

@@ -29,7 +29,7 @@ from ecg_gcn import labels as lbl
 from ecg_gcn import scoring, synthetic, train
 from ecg_gcn.cache import Cache
 from ecg_gcn.crossval import source_of
-from ecg_gcn.thresholds import binarize
+from ecg_gcn.thresholds import binarize, decide
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def run(
             for model, predictor in predictors.items():
                 probabilities = predictor.probabilities_many(cache.signal(int(i)) for i in test_idx)
                 saved[model.replace(" ", "_")] = probabilities
-                outputs = binarize(probabilities, predictor.thresholds)
+                outputs = decide(probabilities, predictor.thresholds)
                 results[model] = _scores(truth, probabilities, outputs)
             results |= _baselines(cache.labels[train_idx].mean(axis=0), truth)
             fold_dir.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn import nets, outputs, records, signal
 from ecg_gcn.atomic import write_atomically
-from ecg_gcn.thresholds import binarize
+from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Predictor:
         """(labels, scores, classes) over the 27 scored codes, as the driver writes them:
         ints 0/1, floats in [0, 1], codes as strings; never an empty label set."""
         probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
-        labels = binarize(probabilities[None], self.thresholds)[0]
+        labels = decide(probabilities[None], self.thresholds)[0]
         return (
             [int(x) for x in lbl.expand(labels)],
             [float(x) for x in lbl.expand(probabilities)],

@@ -518,7 +518,7 @@ def _validate_and_select(
     probabilities, val_loss = _validate(predictor, cache, val_idx)
     val_labels = cache.labels[val_idx]
     cut, score = thresholds.tune(probabilities, val_labels, mode="global")
-    macro_f1 = scoring.f_measure(val_labels, thresholds.binarize(probabilities, cut))[0]
+    macro_f1 = scoring.f_measure(val_labels, thresholds.decide(probabilities, cut))[0]
     lr = optimizer.param_groups[0]["lr"]
     run.history.append([epoch, train_loss, val_loss, score, macro_f1, float(cut[0]), lr, seconds])
     _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, run.history)

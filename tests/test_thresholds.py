@@ -7,7 +7,7 @@ import pytest
 
 from ecg_gcn import labels as lbl
 from ecg_gcn.scoring import challenge_metric
-from ecg_gcn.thresholds import binarize, tune
+from ecg_gcn.thresholds import binarize, decide, tune
 
 
 def constructed(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -27,18 +27,28 @@ def test_binarize_never_leaves_a_recording_without_a_label():
     probabilities = np.array([[0.1, 0.3, 0.2], [0.9, 0.1, 0.7], [0.0, 0.0, 0.0]])
     outputs = binarize(probabilities, 0.5)
     assert outputs.tolist() == [[False, True, False], [True, False, True], [True, False, False]]
+    assert binarize(probabilities, 0.5, fallback=2)[0].tolist() == [False, False, True]
+
+
+def test_the_entry_answers_sinus_rhythm_where_no_class_is_confident():
+    probabilities = np.full((2, lbl.NUM_CLASSES), 0.2)
+    probabilities[0, 3] = 0.45  # the most probable class, but under its threshold
+    probabilities[1, 5] = 0.7
+    outputs = decide(probabilities, 0.5)
+    assert np.flatnonzero(outputs[0]).tolist() == [lbl.NORMAL_INDEX]
+    assert np.flatnonzero(outputs[1]).tolist() == [5]
 
 
 @pytest.mark.parametrize("mode", ["global", "per_class", "global_then_per_class"])
 def test_tuned_thresholds_beat_one_half_on_the_data_they_were_tuned_on(mode):
     probabilities, labels = constructed(0)
-    at_half = challenge_metric(labels, binarize(probabilities, 0.5))
+    at_half = challenge_metric(labels, decide(probabilities, 0.5))
     thresholds, reached = tune(probabilities, labels, mode=mode)
     assert thresholds.shape == (lbl.NUM_CLASSES,)
-    achieved = challenge_metric(labels, binarize(probabilities, thresholds))
+    achieved = challenge_metric(labels, decide(probabilities, thresholds))
     assert achieved == pytest.approx(reached, abs=1e-9)
     assert achieved > at_half + 0.05
-    assert binarize(probabilities, thresholds).any(axis=1).all()
+    assert decide(probabilities, thresholds).any(axis=1).all()
 
 
 def test_per_class_thresholds_follow_each_class():
