@@ -186,6 +186,12 @@ def train(
             raise ValueError(
                 f"{data_dir}: none of the recordings could be read; nothing to train on"
             )
+        if not cache.labels.any():  # a model would learn only "nothing", and fire at random
+            raise ValueError(
+                f"{data_dir}: none of the {len(cache)} readable recordings has a scored "
+                "diagnosis on its #Dx line (the codes of dx_mapping_scored.csv); nothing to "
+                "learn from"
+            )
         indices = np.arange(len(cache))
         pool = None
         if train_config.synthetic:

@@ -164,3 +164,22 @@ def test_training_on_nothing_usable_stops_with_a_clear_message(data, tmp_path):
     with open(tmp_path / "model" / train.SKIPPED_FILE) as f:
         skipped = list(csv.DictReader(f))
     assert len(skipped) == 2 and all(".mat" in row["reason"] for row in skipped)
+
+
+@pytest.mark.parametrize("dx", ["#Dx: 164865005,164884008", "#Age: 50"])  # unscored only; none
+def test_training_on_recordings_without_a_scored_label_stops(data, tmp_path, dx):
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for name in records.find_records(data)[:3]:
+        lines = (data / f"{name}.hea").read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith("#Dx")]
+        (folder / f"{name}.hea").write_text("".join(kept) + dx + "\n")
+        (folder / f"{name}.mat").write_bytes((data / f"{name}.mat").read_bytes())
+    command = [sys.executable, "train_model.py", str(folder), str(tmp_path / "model")]
+    env = {"ECG_GCN_PROFILE": "smoke", "ECG_GCN_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert done.returncode != 0
+    assert "none of the 3 readable recordings has a scored diagnosis" in done.stderr
+    assert not (tmp_path / "model" / "model.pt").exists()
