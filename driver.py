@@ -89,22 +89,37 @@ def main(argv):
     model_directory, input_directory, output_directory = argv[1:]
     if not os.path.isdir(input_directory):
         sys.exit(f"error: input folder {input_directory} does not exist")
-    if not os.path.isdir(output_directory):
-        os.mkdir(output_directory)
+    if os.path.isfile(model_directory):
+        sys.exit(
+            f"error: {model_directory} is a file; MODEL_DIR is the folder train_model.py wrote"
+        )
+    try:
+        if not os.path.isdir(output_directory):
+            os.mkdir(output_directory)
+    except OSError as error:  # a file of that name, a missing or read-only parent, ...
+        sys.exit(f"error: cannot make the output folder {output_directory}: {error.strerror}")
 
     package_log = logging.getLogger("ecg_gcn")
     package_log.addHandler(WARNINGS)
     package_log.propagate = False
 
     print("Loading 12ECG model...")
-    model = load_12ECG_model(model_directory)
+    try:
+        model = load_12ECG_model(model_directory)
+    except (OSError, ValueError) as error:  # missing, damaged or inconsistent: says which
+        sys.exit(f"error: {error}")
 
     print("Extracting 12ECG features...")
     names = find_recordings(input_directory)
     for name in tqdm(names, unit="rec", disable=None):
         labels, scores, classes = classify(os.path.join(input_directory, name), model)
         record = os.path.splitext(name)[0]
-        write_output(output_directory, name, format_output(record, classes, labels, scores))
+        try:
+            write_output(output_directory, name, format_output(record, classes, labels, scores))
+        except OSError as error:  # unwritable, read-only or full: every later file would fail
+            sys.exit(f"error: cannot write into {output_directory}: {error.strerror or error}")
+    if not names:
+        print(f"No recording (.mat or .hea) found in {input_directory}.")
     print("Done.")
 
 

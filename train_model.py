@@ -20,12 +20,15 @@ def main(argv):
     if not os.path.isdir(input_directory):
         sys.exit(f"error: training folder {input_directory} does not exist")
     # exist_ok: under torchrun every process gets here at about the same time.
-    os.makedirs(output_directory, exist_ok=True)
+    try:
+        os.makedirs(output_directory, exist_ok=True)
+    except OSError as error:  # a file of that name, a read-only parent, ...
+        sys.exit(f"error: cannot make the model folder {output_directory}: {error.strerror}")
 
     print("Running training code...")
     try:
         train_12ECG_classifier(input_directory, output_directory)
-    except ValueError as error:  # nothing usable to train on, a bad profile name, ...
+    except (OSError, ValueError) as error:  # nothing to train on, an unwritable cache, ...
         sys.exit(f"error: {error}")
     print("Done.")
 

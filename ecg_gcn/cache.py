@@ -20,6 +20,7 @@ second instead of spending one loading it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -250,7 +251,14 @@ def build_cache(
             logger.info("cache %s: other preprocessing settings; rebuilding it all", folder)
         shutil.rmtree(folder, ignore_errors=True)
         index = {}
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as error:
+        raise OSError(
+            f"cache folder {folder}: {error.strerror}; point {CACHE_ENV} at a writable folder"
+        ) from error
 
     stats = {name: _stat(data_dir, name) for name in names}
     present = {path.name for path in folder.glob("shard*.f16")}

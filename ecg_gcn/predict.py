@@ -14,6 +14,7 @@ recording into a false positive.
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,22 +147,77 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
     device = device or pick_device()
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        raise ValueError(f"{path}: not a loadable checkpoint ({error})") from error
+    except pickle.UnpicklingError as error:
+        if "unsupported global" in str(error).lower():  # not torch's hint to load it unsafely
+            raise ValueError(
+                f"{path}: refused: it holds Python objects, not only tensors and plain data"
+            ) from error
+        raise ValueError(
+            f"{path}: not a loadable checkpoint: damaged (not a torch file)"
+        ) from error
+    except Exception as error:  # torch raises RuntimeError, EOFError... on a damaged file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = f"{type(error).__name__}: {first}" if first else type(error).__name__
+        raise ValueError(
+            f"{path}: not a loadable checkpoint: empty, truncated or damaged ({reason})"
+        ) from error
+    model_config, thresholds, window, band = _validated(state, path)
+    try:
+        model = nets.model_from_state_dict(model_config, state["state_dict"])
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(
+            f"{path}: the weights do not match the model_config saved with them "
+            f"({str(error).strip().splitlines()[0]})"
+        ) from error
+    return Predictor(
+        model=model.to(device).eval(),
+        model_config=model_config,
+        thresholds=thresholds,
+        window=window,
+        device=device,
+        band=band,
+    )
+
+
+_KEYS = ("format", "classes", "model_config", "state_dict", "thresholds", "preprocessing")
+
+
+def _validated(state: object, path: Path) -> tuple:
+    """(model_config, thresholds, window, band) of a checkpoint, each checked: a checkpoint
+    that loads but is wrong must fail here, naming the field, not answer nonsense later."""
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a checkpoint of format {CHECKPOINT_FORMAT}")
+    missing = [key for key in _KEYS if key not in state]
+    if missing:
+        raise ValueError(f"{path}: the checkpoint lacks {', '.join(missing)}")
     if list(state["classes"]) != list(lbl.CLASSES):
         raise ValueError(f"{path}: trained on other classes than weights.csv's")
-    model_config = cfg.model_config_from_dict(state["model_config"])
-    model = nets.model_from_state_dict(model_config, state["state_dict"]).to(device).eval()
-    return Predictor(
-        model=model,
-        model_config=model_config,
-        thresholds=np.asarray(state["thresholds"], dtype=np.float64),
-        window=int(state["preprocessing"]["window"]),
-        device=device,
-        band=tuple(band) if (band := state["preprocessing"].get("band")) else None,
-    )
+    try:
+        model_config = cfg.model_config_from_dict(state["model_config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: model_config: {error}") from error
+    thresholds = np.asarray(state["thresholds"], dtype=np.float64)
+    if thresholds.shape != (lbl.NUM_CLASSES,) or not np.all((thresholds >= 0) & (thresholds <= 1)):
+        raise ValueError(
+            f"{path}: thresholds must be {lbl.NUM_CLASSES} numbers in [0, 1], "
+            f"got shape {thresholds.shape}"
+        )
+    preprocessing = state["preprocessing"]
+    window = preprocessing.get("window") if isinstance(preprocessing, dict) else None
+    if not isinstance(window, int) or window <= 0:
+        raise ValueError(
+            f"{path}: preprocessing.window must be a positive number of samples, got {window!r}"
+        )
+    band = preprocessing.get("band")
+    if band is not None:
+        nyquist = signal.TARGET_FS / 2
+        if len(band) != 2 or not 0 < band[0] < band[1] < nyquist:
+            raise ValueError(
+                f"{path}: preprocessing.band must be (low, high) Hz with 0 < low < high < "
+                f"{nyquist:g}, got {band!r}"
+            )
+        band = (float(band[0]), float(band[1]))
+    return model_config, thresholds, window, band
 
 
 def classify(data: np.ndarray, header_lines: list[str], predictor: Predictor) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
     state = torch.load(path, weights_only=True)
     state["extra"] = Payload()
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"model\.pt: not a loadable checkpoint"):
+    with pytest.raises(ValueError, match=r"model\.pt: refused"):
         predict.load(tmp_path, device=CPU)
 
 
@@ -80,6 +81,69 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
     checkpoint(tmp_path).write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match=r"model\.pt: not a loadable checkpoint"):
         predict.load(tmp_path, device=CPU)
+
+
+def _set(*keys, value):
+    def change(state):
+        inner = state
+        for key in keys[:-1]:
+            inner = inner[key]
+        inner[keys[-1]] = value
+
+    return change
+
+
+def _drop(key):
+    return lambda state: state.pop(key)
+
+
+def _wider_gru(state):
+    state["model_config"]["gru_hidden"] *= 2
+
+
+BROKEN = {
+    # change to the saved state: words the error must contain
+    "thresholds_short": (_set("thresholds", value=torch.full((23,), 0.5)), "thresholds"),
+    "thresholds_above_one": (_set("thresholds", value=torch.full((24,), 2.0)), "thresholds"),
+    "window_zero": (_set("preprocessing", "window", value=0), "preprocessing.window"),
+    "band_reversed": (_set("preprocessing", "band", value=[40.0, 0.5]), "preprocessing.band"),
+    "no_thresholds": (_drop("thresholds"), "lacks thresholds"),
+    "no_state_dict": (_drop("state_dict"), "lacks state_dict"),
+    "config_and_weights_differ": (_wider_gru, "do not match the model_config"),
+    "unknown_head": (_set("model_config", "head", value="mlp"), "model_config"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_a_loadable_but_broken_checkpoint_is_refused_naming_the_field(tmp_path, name):
+    change, words = BROKEN[name]
+    path = checkpoint(tmp_path)
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="model.pt: .*" + re.escape(words)):
+        predict.load(tmp_path, device=CPU)
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(b"", "empty, truncated or damaged"), (b"PK\x03\x04 half a zip", "damaged")],
+)
+def test_an_empty_or_truncated_checkpoint_is_one_clear_line(tmp_path, content, words):
+    checkpoint(tmp_path).write_bytes(content)
+    with pytest.raises(ValueError, match=words) as caught:
+        predict.load(tmp_path, device=CPU)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_refused_pickle_does_not_suggest_loading_it_unsafely(tmp_path):
+    path = checkpoint(tmp_path)
+    state = torch.load(path, weights_only=True)
+    state["extra"] = Payload()
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="refused") as caught:
+        predict.load(tmp_path, device=CPU)
+    assert "weights_only" not in str(caught.value)
 
 
 TRAIN_SCRIPT = """
@@ -183,3 +247,42 @@ def test_training_on_recordings_without_a_scored_label_stops(data, tmp_path, dx)
     assert done.returncode != 0
     assert "none of the 3 readable recordings has a scored diagnosis" in done.stderr
     assert not (tmp_path / "model" / "model.pt").exists()
+
+
+def _run(script: str, *args: Path | str, **env: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, script, *map(str, args)]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env}
+    )
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(word in last for word in words), done.stderr
+
+
+def test_driver_problems_with_its_folders_are_one_line_each(smoke_model_dir, data, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    _one_line_error(_run("driver.py", smoke_model_dir, data, a_file), str(a_file))
+    missing_parent = tmp_path / "no" / "out"
+    _one_line_error(_run("driver.py", smoke_model_dir, data, missing_parent), str(missing_parent))
+    _one_line_error(_run("driver.py", a_file, data, tmp_path / "o1"), str(a_file), "is a file")
+    no_model = tmp_path / "no_model"
+    _one_line_error(_run("driver.py", no_model, data, tmp_path / "o2"), str(no_model))
+    (tmp_path / "empty_model").mkdir()
+    (tmp_path / "empty_model" / "model.pt").write_bytes(b"")
+    _one_line_error(_run("driver.py", tmp_path / "empty_model", data, tmp_path / "o3"), "model.pt")
+
+
+def test_training_problems_with_its_folders_are_one_line_each(data, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    smoke = {"ECG_GCN_PROFILE": "smoke"}
+    done = _run("train_model.py", data, a_file, ECG_GCN_CACHE=str(tmp_path / "c"), **smoke)
+    _one_line_error(done, str(a_file))
+    unwritable = a_file / "cache"  # under a file: no folder can be made there
+    done = _run("train_model.py", data, tmp_path / "m", ECG_GCN_CACHE=str(unwritable), **smoke)
+    _one_line_error(done, str(unwritable), "ECG_GCN_CACHE")
