@@ -20,7 +20,7 @@ from scipy.io import loadmat
 from tqdm import tqdm
 
 from ecg_gcn.outputs import format_output, normal_answer, write_output
-from ecg_gcn.records import RecordError, check_mat_size, find_records
+from ecg_gcn.records import RecordError, check_mat_size, companion, find_records
 from run_12ECG_classifier import load_12ECG_model, run_12ECG_classifier
 
 
@@ -47,7 +47,7 @@ def load_challenge_data(mat_path):
         raise RecordError(f"{mat_path}: the signal file is missing")
     check_mat_size(mat_path)
     data = np.asarray(loadmat(mat_path)["val"], dtype=np.float64)
-    header_path = os.path.splitext(mat_path)[0] + ".hea"
+    header_path = companion(os.path.splitext(mat_path)[0], ".hea")
     with open(header_path, errors="replace") as f:
         header_data = f.readlines()
     return data, header_data

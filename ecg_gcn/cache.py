@@ -69,7 +69,7 @@ def _stat(data_dir: Path, name: str) -> list[int]:
     row = []
     for suffix in (".hea", ".mat"):
         try:
-            stat = (data_dir / f"{name}{suffix}").stat()
+            stat = records.companion(data_dir / name, suffix).stat()
             row += [stat.st_size, stat.st_mtime_ns]
         except OSError:
             row += [-1, -1]

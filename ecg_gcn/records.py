@@ -491,8 +491,8 @@ def load_record(path: str | Path, *, fix_gains: bool = True) -> Record:
     """Read a record from its `.hea` or `.mat` path (or the path without an extension)."""
     path = Path(path)
     base = path.with_suffix("") if path.suffix.lower() in (".hea", ".mat") else path
-    header_path = path if path.suffix.lower() == ".hea" else base.with_name(base.name + ".hea")
-    mat_path = path if path.suffix.lower() == ".mat" else base.with_name(base.name + ".mat")
+    header_path = companion(base, ".hea")
+    mat_path = companion(base, ".mat")
     try:
         text = header_path.read_bytes()
     except OSError as error:
@@ -581,12 +581,29 @@ def labels_of(header: Header) -> np.ndarray:
 
 def find_records(folder: str | Path) -> list[str]:
     """Record names in `folder`, as the official code finds them: regular files not starting with
-    '.' whose name ends in 'hea' (any case); sorted."""
-    names = []
+    '.' whose name ends in 'hea' (any case); sorted, each once (`A.hea` beside `A.HEA` is one
+    record, read from `A.hea`: see `companion`)."""
+    names = set()
     for entry in Path(folder).iterdir():
         if entry.name.startswith(".") or not entry.name.lower().endswith("hea"):
             continue
         if entry.is_file():
             stem = entry.name[:-4] if entry.name.lower().endswith(".hea") else entry.name[:-3]
-            names.append(stem)
+            names.add(stem)
     return sorted(names)
+
+
+def companion(base: str | Path, suffix: str) -> Path:
+    """The file `base` + `suffix` (".hea" or ".mat"), or, when there is none, the one beside it
+    whose name differs only in case (`U9.MAT`): training, the driver and the cache all find a
+    record's files by this one rule. The folder is listed only when the exact name is absent."""
+    base = Path(base)
+    exact = base.with_name(base.name + suffix)
+    if exact.exists() or exact.is_symlink():
+        return exact
+    wanted = exact.name.lower()
+    try:
+        matches = sorted(e for e in base.parent.iterdir() if e.name.lower() == wanted)
+    except OSError:
+        return exact
+    return matches[0] if matches else exact

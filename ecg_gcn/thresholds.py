@@ -41,7 +41,11 @@ def binarize(
     outputs = probabilities >= np.asarray(thresholds, dtype=np.float64)
     empty = ~outputs.any(axis=-1)
     if np.any(empty):
-        top = np.argmax(probabilities, axis=-1) if fallback is None else np.full(empty.shape, fallback)
+        top = (
+            np.argmax(probabilities, axis=-1)
+            if fallback is None
+            else np.full(empty.shape, fallback)
+        )
         outputs[empty, top[empty]] = True
     return outputs
 

@@ -159,6 +159,12 @@ def _decompression_bomb(folder: Path, name: str) -> None:
     (folder / f"{name}.hea").write_text(header(name, BOMB_SHAPE[1]))
 
 
+def _upper_case(folder: Path, name: str) -> None:
+    write(folder, name, ecg(10))
+    for suffix in (".hea", ".mat"):
+        (folder / f"{name}{suffix}").rename(folder / f"{name}{suffix.upper()}")
+
+
 LIMB = ("I", "II", "III", "aVR", "aVL", "aVF")
 PERMUTED = records.LEADS[6:] + records.LEADS[:6]
 GOOD_LEADS = "".join(f"NAME.mat 16 1000/mV 16 0 0 0 0 {lead}\n" for lead in records.LEADS)
@@ -192,6 +198,7 @@ CASES: dict[str, Case] = {
     "mat_is_a_folder": Case(_mat_is_a_folder, "normal"),
     "mat_dangling_symlink": Case(_dangling_symlink, "normal"),
     "decompression_bomb": Case(_decompression_bomb, "normal"),
+    "upper_case_extensions": Case(_upper_case, "model"),
     "thirty_minutes": Case(_rate(257, 1800), "model"),
     "gain_zero": Case(lambda f, n: write(f, n, ecg(10), gain="0/mV"), "model"),
     "gain_missing": Case(lambda f, n: write(f, n, ecg(10), gain="16"), "model"),
@@ -256,7 +263,7 @@ def driver_run(model_dir: Path) -> Run:
 
 def recordings(folder: Path) -> list[str]:
     """Every record of the folder: a `.mat` or a `.hea` (either may be missing)."""
-    return sorted({p.stem for p in folder.iterdir() if p.suffix in (".mat", ".hea")})
+    return sorted({p.stem for p in folder.iterdir() if p.suffix.lower() in (".mat", ".hea")})
 
 
 def read_output(path: Path) -> tuple[str, list[str], list[str], list[str]]:

@@ -148,6 +148,17 @@ def test_recordings_outside_the_bounds_are_skipped_before_they_are_loaded(data, 
     assert "(12, 2000001) is outside the plausible bounds" in reasons["SYN00003"]
 
 
+def test_upper_case_extensions_are_read_and_a_record_is_never_counted_twice(data, tmp_path):
+    for suffix in (".hea", ".mat"):  # SYN00001 as SYN00001.HEA / SYN00001.MAT only
+        (data / f"SYN00001{suffix}").rename(data / f"SYN00001{suffix.upper()}")
+    # SYN00002 twice: the lower-case pair and an upper-case copy of its header
+    (data / "SYN00002.HEA").write_bytes((data / "SYN00002.hea").read_bytes())
+    cache = build_cache(data, tmp_path / "cache", n_jobs=1, progress=False)
+    assert cache.skipped == []
+    assert len(cache) == 8 and sorted(cache.names) == sorted(set(cache.names))
+    assert "SYN00001" in cache.names
+
+
 def test_an_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no recordings"):
         build_cache(tmp_path, tmp_path / "cache", progress=False)
