@@ -40,6 +40,7 @@ from tqdm import tqdm
 from ecg_gcn import config as cfg
 from ecg_gcn import dataset, distributed, graph, nets, predict, scoring, synthetic, thresholds
 from ecg_gcn import labels as lbl
+from ecg_gcn.atomic import write_atomically
 from ecg_gcn.augment import Augment, augment_batch
 from ecg_gcn.cache import Cache, build_cache, concat
 
@@ -83,10 +84,15 @@ def _precision(device: torch.device, amp: bool):
 
 
 def _write_rows(path: Path, fields: tuple[str, ...] | list[str], rows: list) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(fields)
-        writer.writerows(rows)
+    """A csv written atomically: a symlink planted at `path` is replaced, never followed."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(fields)
+            writer.writerows(rows)
+
+    write_atomically(path, write)
 
 
 def _split(

@@ -286,3 +286,19 @@ def test_training_problems_with_its_folders_are_one_line_each(data, tmp_path):
     unwritable = a_file / "cache"  # under a file: no folder can be made there
     done = _run("train_model.py", data, tmp_path / "m", ECG_GCN_CACHE=str(unwritable), **smoke)
     _one_line_error(done, str(unwritable), "ECG_GCN_CACHE")
+
+
+def test_training_csvs_replace_a_planted_symlink_instead_of_following_it(data, tmp_path):
+    model_dir, victim = tmp_path / "model", tmp_path / "victim.txt"
+    model_dir.mkdir()
+    victim.write_text("precious")
+    for name in (train.HISTORY_FILE, train.SPLIT_FILE):
+        (model_dir / name).symlink_to(victim)
+    model_config, train_config = config.profile("smoke")
+    train.train(
+        data, model_dir, model_config, train_config, cache_dir=tmp_path / "c", progress=False
+    )
+    assert victim.read_text() == "precious"
+    for name in (train.HISTORY_FILE, train.SPLIT_FILE):
+        assert not (model_dir / name).is_symlink()
+        assert (model_dir / name).read_text().startswith(("epoch", "record"))
