@@ -13,13 +13,47 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ecg_gcn.config import PROFILE_ENV
 from ecg_gcn.labels import ROOT
+from ecg_gcn.records import MAX_FS, MIN_FS, MIN_SECONDS
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _within(low: float, high: float) -> Callable[[str], float]:
+    """A number within the bounds every reader of the records enforces (records.py)."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must lie within {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _prefix(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: letters, digits, '_' and '-' only (it names files inside OUT)"
+        )
+    return text
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -267,12 +301,18 @@ def main(argv: list[str] | None = None) -> None:
 
     synth = verbs.add_parser("synth", help="write labelled synthetic records")
     synth.add_argument("out", help="folder to write the records into (made if missing)")
-    synth.add_argument("--n", type=int, default=100, help="number of records (default 100)")
+    synth.add_argument(
+        "--n", type=_positive(int), default=100, help="number of records (default 100)"
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--jobs", type=int, default=-1, help="processes (default: all cores)")
-    synth.add_argument("--prefix", default="SYN", help="record name prefix (default SYN)")
-    synth.add_argument("--fs", type=float, help="force one sampling rate in Hz")
-    synth.add_argument("--seconds", type=float, help="force one duration in seconds")
+    synth.add_argument(
+        "--prefix", type=_prefix, default="SYN", help="record name prefix (default SYN)"
+    )
+    synth.add_argument("--fs", type=_within(MIN_FS, MAX_FS), help="force one sampling rate in Hz")
+    synth.add_argument(
+        "--seconds", type=_within(MIN_SECONDS, 3600.0), help="force one duration in seconds"
+    )
     synth.set_defaults(run=_synth)
 
     describe = verbs.add_parser("describe", help="print a profile's network and its size")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ecg_gcn import config, graph, nets, records
 from ecg_gcn.labels import NUM_CLASSES
@@ -42,3 +43,15 @@ def test_an_unknown_verb_is_a_usage_error():
     done = cli("train-everything")
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--n", "-3"), ("--fs", "-5"), ("--fs", "0"), ("--seconds", "0"), ("--seconds", "0.001"),
+     ("--prefix", "../x")],
+)  # fmt: skip
+def test_synth_refuses_values_outside_the_bounds_with_a_usage_error(tmp_path, option, value):
+    done = cli("synth", str(tmp_path / "out"), "--n", "2", option, value)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"argument {option}:" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.hea").exists()
