@@ -382,8 +382,10 @@ def load_mat(path: str | Path) -> np.ndarray:
     val = np.asarray(contents["val"])
     if val.ndim == 1:
         val = val[np.newaxis]
-    if val.ndim != 2 or not np.issubdtype(val.dtype, np.number):
+    if val.ndim != 2 or not np.issubdtype(val.dtype, np.number):  # a cell, a struct, sparse
         raise RecordError(f"{path}: 'val' is a {val.ndim}-d {val.dtype} array, not leads x samples")
+    if np.iscomplexobj(val):
+        raise RecordError(f"{path}: 'val' holds complex numbers, not ADC samples")
     return val
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 import torch
 
 from ecg_gcn import labels as lbl
@@ -159,6 +160,22 @@ def _decompression_bomb(folder: Path, name: str) -> None:
     (folder / f"{name}.hea").write_text(header(name, BOMB_SHAPE[1]))
 
 
+def _val_as(value: Callable[[np.ndarray], object]) -> Callable[[Path, str], None]:
+    """A v5 `.mat` whose `val` is `value(ecg)`: a cell, a sparse matrix, complex numbers."""
+
+    def make(folder: Path, name: str) -> None:
+        write(folder, name, ecg(10))
+        scipy.io.savemat(folder / f"{name}.mat", {"val": value(ecg(10))})
+
+    return make
+
+
+def _cell(adc: np.ndarray) -> np.ndarray:
+    cell = np.empty((1, 2), dtype=object)
+    cell[0, 0], cell[0, 1] = adc, adc
+    return cell
+
+
 def _upper_case(folder: Path, name: str) -> None:
     write(folder, name, ecg(10))
     for suffix in (".hea", ".mat"):
@@ -199,6 +216,9 @@ CASES: dict[str, Case] = {
     "mat_dangling_symlink": Case(_dangling_symlink, "normal"),
     "decompression_bomb": Case(_decompression_bomb, "normal"),
     "upper_case_extensions": Case(_upper_case, "model"),
+    "val_cell": Case(_val_as(_cell), "normal"),
+    "val_sparse": Case(_val_as(lambda adc: scipy.sparse.csc_matrix(adc.astype(float))), "normal"),
+    "val_complex": Case(_val_as(lambda adc: adc * (1 + 1j)), "normal"),
     "thirty_minutes": Case(_rate(257, 1800), "model"),
     "gain_zero": Case(lambda f, n: write(f, n, ecg(10), gain="0/mV"), "model"),
     "gain_missing": Case(lambda f, n: write(f, n, ecg(10), gain="16"), "model"),
@@ -314,6 +334,12 @@ def test_each_case_gets_the_expected_answer(driver_run, name):
 @pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.answer == "normal"])
 def test_the_driver_names_each_record_it_cannot_read(driver_run, name):
     assert name in driver_run.stderr
+
+
+@pytest.mark.parametrize("name", ["val_cell", "val_sparse", "val_complex"])
+def test_a_val_that_is_not_a_real_array_is_named_in_the_warning(driver_run, name):
+    line = next(line for line in driver_run.stderr.splitlines() if f"{name}.mat" in line)
+    assert "'val'" in line and "sequence" not in line
 
 
 def test_absurd_rates_and_sizes_are_refused_before_memory_is_spent(driver_run):
