@@ -223,10 +223,30 @@ def load_cache(folder: str | Path) -> Cache:
     return cache
 
 
+def _intact_shards(folder: Path, entries: list[dict]) -> set[str]:
+    """Names of the shards present in `folder` and long enough for every record the index puts
+    in them: the records of a truncated shard are preprocessed again, not failed on later."""
+    need: dict[str, int] = {}
+    for e in entries:
+        if "shard" in e:
+            name = SHARD_PATTERN.format(e["shard"])
+            need[name] = max(need.get(name, 0), 2 * _LEADS * (e["offset"] + e["length"]))
+    intact = set()
+    for path in folder.glob("shard*.f16"):
+        if path.stat().st_size >= need.get(path.name, 0):
+            intact.add(path.name)
+        else:
+            logger.warning("cache shard %s is truncated: preprocessing its records again", path)
+    return intact
+
+
 def _read_exactly(fd: int, buffers: list[np.ndarray], offset: int) -> None:
     """Fill the contiguous arrays `buffers`, in turn, from byte `offset` of the file `fd`."""
     if os.preadv(fd, buffers, offset) != sum(b.nbytes for b in buffers):
-        raise OSError(f"cache shard truncated near byte {offset}: rebuild the cache")
+        raise OSError(
+            f"cache shard truncated near byte {offset}: run training again to rebuild it, or "
+            f"delete the cache folder ({CACHE_ENV}, default ~/.cache/ecg_gcn)"
+        )
 
 
 def build_cache(
@@ -261,7 +281,7 @@ def build_cache(
         ) from error
 
     stats = {name: _stat(data_dir, name) for name in names}
-    present = {path.name for path in folder.glob("shard*.f16")}
+    present = _intact_shards(folder, index.get("records", []))
     kept = {
         e["name"]: e
         for e in index.get("records", [])

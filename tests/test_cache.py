@@ -112,6 +112,18 @@ def test_other_settings_or_a_lost_shard_rebuild_what_they_must(data, tmp_path):
     assert build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False).built == 8
 
 
+def test_a_truncated_shard_is_rebuilt_by_itself(data, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    expected = [first.signal(i).copy() for i in range(len(first))]
+    (shard,) = cache_dir.glob("shard*.f16")
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    again = build_cache(data, cache_dir, n_jobs=1, progress=False)
+    assert again.built == len(first)
+    for i, x in enumerate(expected):
+        np.testing.assert_array_equal(again.signal(i), x)
+
+
 def test_the_parallel_build_gives_the_same_cache(data, tmp_path):
     one = build_cache(data, tmp_path / "one", n_jobs=1, progress=False)
     two = build_cache(data, tmp_path / "two", n_jobs=2, progress=False)
