@@ -5,10 +5,11 @@
 
 Loads the model that train_model.py wrote to MODEL_DIR once, then writes OUTPUT_DIR/<record>.csv
 for every <record>.mat of INPUT_DIR (with its <record>.hea beside it): the record id, the 27
-scored codes, the 0/1 labels and the probabilities. The contract is the official one
-(OFFICIAL_INTERFACE.md section 2); this driver adds a progress bar, clear errors, atomic
-writes, and an output for every recording: one that cannot be read or classified gets a
-warning and the always-normal answer, so the scorer never finds a file missing.
+scored codes, the 0/1 labels and the probabilities. The contract is the official template's
+(its output format is written out in `ecg_gcn/outputs.py`). This driver adds a progress bar,
+clear errors, atomic writes, and an output for every recording and every header: one that
+cannot be read or classified gets a warning and the always-normal answer, so the scorer never
+finds a file missing.
 """
 
 import logging

@@ -2,8 +2,8 @@
 
 A `ModelConfig` is saved with the weights as a plain dict (`to_dict`), so a checkpoint alone
 rebuilds the network and loads with `torch.load(weights_only=True)`. The defaults are the paper's
-network (section 2) and training (section 3.3); the gaps the paper leaves are filled as
-DESIGN.md says and each such choice is marked "not in the paper" below.
+network (section 2) and training (section 3.3); the gaps the paper leaves are filled here,
+each such choice marked "not in the paper" below.
 
 Profiles: `paper` (the default of train_model.py) and `quick` (a CPU demo of a few minutes),
 chosen with the environment variable ECG_GCN_PROFILE.

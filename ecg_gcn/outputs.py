@@ -1,8 +1,9 @@
 """The driver's output files: four lines per recording, written atomically.
 
 Line 1 is `#` and the recording id, then the class codes, the 0/1 labels and the probabilities,
-each joined by commas (OFFICIAL_INTERFACE.md section 2). The official scorer reads a label as
-positive only when it is written `1` (or True/T), so labels must be ints, never `1.0`.
+each joined by commas (as the official template's driver writes them). The official scorer
+reads a label as positive only when it is written `1` (or True/T), so labels must be ints,
+never `1.0`.
 """
 
 from __future__ import annotations

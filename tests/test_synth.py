@@ -221,7 +221,7 @@ def test_every_label_set_gives_a_plan_and_a_finite_signal() -> None:
 # Every class has its trace (the plan) and reaches the signal
 
 
-# What the plan of each of the 24 classes must show (ECG_TRACES.md).
+# What the plan of each of the 24 classes must show (the definitions in ecg_gcn/synth.py).
 TRACES = {
     synth.NSR: lambda q: q.rhythm == "sinus" and 60 < q.heart_rate < 100 and q.qrs < 0.1,
     synth.SB: lambda q: q.rhythm == "sinus" and q.heart_rate < 60,
@@ -553,7 +553,7 @@ def test_flat_t_waves() -> None:
         ]
         return float(np.median(ratios))
 
-    flat = 0
+    flat, normal_ratios = 0, []
     for seed in range(8):
         signal, info = synth.synthesize(
             np.random.default_rng(seed), [synth.TAB], 500, 10, noise=0.5
@@ -562,8 +562,12 @@ def test_flat_t_waves() -> None:
             assert t_to_r(signal) < 0.1  # T under a tenth of R
             flat += 1
         normal, _ = synth.synthesize(np.random.default_rng(seed), [synth.NSR], 500, 10)
-        assert t_to_r(normal) > 0.15
+        normal_ratios.append(t_to_r(normal))
     assert flat >= 2
+    # normal T waves are never flat, and as tall as real ones: on the 31 sinus-rhythm-only
+    # recordings of ../shared/real_sample this ratio runs 0.13 (5th centile) to 0.26 (median)
+    assert min(normal_ratios) > 0.1
+    assert 0.18 < np.median(normal_ratios) < 0.35
 
 
 # ---------------------------------------------------------------------------------------------
