@@ -57,6 +57,7 @@ MIN_GAIN_RATIO = 3.0
 MIN_FS = 50.0  # Hz: below it the QRS (10-40 Hz) cannot be represented
 MAX_FS = 20_000.0  # Hz: research ECG hardware samples at up to about 16 kHz
 MIN_SECONDS = 1.0  # less than one heartbeat cannot be classified
+MAX_BASELINE = 2.0**31  # ADC units: a 32-bit converter's range
 MAX_SAMPLES = 2_000_000  # per lead: 33 minutes at 1000 Hz, an hour at 500 Hz
 MAX_VALUES = 12 * MAX_SAMPLES  # in all: 192 MB as the driver's float64
 _BOUNDS = (
@@ -263,9 +264,10 @@ def _parse_signal_line(line: str, index: int, notes: list[str]) -> _Lead | None:
 def _parse_gain(text: str, units: str, lead: str, notes: list[str]) -> float:
     gain = _to_float(text)
     if gain is None or not math.isfinite(gain) or gain <= 0:
-        notes.append(
-            f"lead {lead}: gain {text!r} missing or not positive: used {DEFAULT_GAIN:g}/mV"
-        )
+        note = f"lead {lead}: gain {text!r} missing or not positive: used {DEFAULT_GAIN:g}/mV"
+        if gain is not None and gain != 0:  # stated, and wrong: say so (0 is WFDB for "none")
+            logger.warning("%s", note)
+        notes.append(note)
         return DEFAULT_GAIN
     unit = units.strip().lower()
     if unit in _UNIT_SCALE:
@@ -525,9 +527,18 @@ def _build_record(
     # unreadable recording must say so (the caller then answers always-normal), not guess.
     if not any(lead_name(name) in LEAD_INDEX for name in header.lead_names):
         raise RecordError(f"{source}: no standard lead among {list(header.lead_names)}")
+    if any(abs(b) > MAX_BASELINE for b in header.baselines):
+        raise RecordError(
+            f"{source}: a baseline of {max(header.baselines, key=abs):g} ADC units "
+            f"is outside any converter's range (at most {MAX_BASELINE:.0e})"
+        )
     if fix_gains:
         header = check_gains(adc, header, source=source)
     signal = standard_leads(to_millivolts(adc, header), header.lead_names, source=source)
+    if not np.any(np.ptp(np.nan_to_num(signal), axis=1) > 0):
+        logger.warning(
+            "%s: every lead is flat (a constant signal): the answer means little", source
+        )
     return Record(name=name, header=header, signal=signal, fs=header.fs)
 
 

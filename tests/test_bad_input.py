@@ -216,6 +216,9 @@ CASES: dict[str, Case] = {
     "mat_dangling_symlink": Case(_dangling_symlink, "normal"),
     "decompression_bomb": Case(_decompression_bomb, "normal"),
     "upper_case_extensions": Case(_upper_case, "model"),
+    "all_leads_flat": Case(lambda f, n: write(f, n, np.full((12, 5000), 512, np.int16)), "model"),
+    "baseline_huge": Case(lambda f, n: write(f, n, ecg(10), gain=f"1000({10**20})/mV"), "normal"),
+    "gain_negative": Case(lambda f, n: write(f, n, ecg(10), gain="-1000/mV"), "model"),
     "val_cell": Case(_val_as(_cell), "normal"),
     "val_sparse": Case(_val_as(lambda adc: scipy.sparse.csc_matrix(adc.astype(float))), "normal"),
     "val_complex": Case(_val_as(lambda adc: adc * (1 + 1j)), "normal"),
@@ -340,6 +343,16 @@ def test_the_driver_names_each_record_it_cannot_read(driver_run, name):
 def test_a_val_that_is_not_a_real_array_is_named_in_the_warning(driver_run, name):
     line = next(line for line in driver_run.stderr.splitlines() if f"{name}.mat" in line)
     assert "'val'" in line and "sequence" not in line
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [("gain_negative", "'-1000' missing or not positive: used 200/mV"),
+     ("all_leads_flat", "every lead is flat")],
+)  # fmt: skip
+def test_a_suspect_recording_is_answered_with_a_warning_naming_it(driver_run, name, words):
+    line = next(line for line in driver_run.stderr.splitlines() if f"{name}.mat" in line)
+    assert words in line
 
 
 def test_absurd_rates_and_sizes_are_refused_before_memory_is_spent(driver_run):
