@@ -2,10 +2,11 @@
 
 Label sets are drawn from the real joint distribution of the 27 scored codes (data/label_sets.csv,
 derived from the 43,101 training records); each code leaves the trace that defines it
-(shared/reference/ECG_TRACES.md): a rate, a rhythm, an interval, a QRS pattern, an axis, a
-voltage or a repolarisation change, drawn by the dipole model of `ecg_gcn.synth_beats`
-(McSharry et al. 2003 waves, Edenbrandt & Pahlm 1988 lead projection). Records are written as a
-WFDB header and a MATLAB v4 `val` matrix (int16, 12 x n), as the Challenge ships them.
+clinically (the rules below: a rate, a rhythm, an interval, a QRS pattern, an axis, a voltage
+or a repolarisation change, each past its clinical threshold), drawn by the dipole model of
+`ecg_gcn.synth_beats` (McSharry et al. 2003 waves, Edenbrandt & Pahlm 1988 lead projection).
+Records are written as a WFDB header and a MATLAB v4 `val` matrix (int16, 12 x n), as the
+Challenge ships them.
 
     generate("out", 100, seed=0)            # out/SYN00000.hea + .mat, ...
     signal, info = synthesize(rng, ["164889003"], 500, 10)   # one AF record in memory
@@ -210,9 +211,9 @@ def _voltage(codes: set[str]) -> str:
 def plan_for_codes(
     rng: np.random.Generator, codes: Sequence[str], heart_rate: float | None = None
 ) -> Plan:
-    """The physiology a record with these diagnoses shows (ECG_TRACES.md), its free parameters
-    drawn at random. `heart_rate` forces the ventricular rate (for flutter, through the ratio).
-    Unknown codes are ignored."""
+    """The physiology a record with these diagnoses shows (their clinical definitions), its free
+    parameters drawn at random. `heart_rate` forces the ventricular rate (for flutter, through
+    the ratio). Unknown codes are ignored."""
     codes = set(codes)
     rhythm = _rhythm(codes)
     conduction = _conduction(codes)
