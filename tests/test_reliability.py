@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import re
@@ -302,3 +303,16 @@ def test_training_csvs_replace_a_planted_symlink_instead_of_following_it(data, t
     for name in (train.HISTORY_FILE, train.SPLIT_FILE):
         assert not (model_dir / name).is_symlink()
         assert (model_dir / name).read_text().startswith(("epoch", "record"))
+
+
+def test_a_full_disk_stops_the_driver_with_one_line(smoke_model_dir, data, tmp_path, monkeypatch):
+    import driver  # the official-style script, imported to fail its writes from inside
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(driver, "write_output", full)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        driver.main(["driver.py", str(smoke_model_dir), str(data), str(out)])
+    assert str(stopped.value) == f"error: cannot write into {out}: No space left on device"
