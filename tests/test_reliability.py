@@ -316,3 +316,10 @@ def test_a_full_disk_stops_the_driver_with_one_line(smoke_model_dir, data, tmp_p
     with pytest.raises(SystemExit) as stopped:
         driver.main(["driver.py", str(smoke_model_dir), str(data), str(out)])
     assert str(stopped.value) == f"error: cannot write into {out}: No space left on device"
+
+
+def test_an_empty_data_folder_is_reported(smoke_model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = _run("driver.py", smoke_model_dir, tmp_path / "empty", tmp_path / "out")
+    assert done.returncode == 0
+    assert f"No recording (.mat or .hea) found in {tmp_path / 'empty'}" in done.stdout
