@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ecg_gcn import graph, signal, thresholds
 from ecg_gcn.augment import Augment
 from ecg_gcn.labels import NUM_CLASSES
 from ecg_gcn.signal import TARGET_FS
 
 HEADS = ("gcn", "linear")
 POOLINGS = ("mean", "max")
-THRESHOLD_MODES = ("global", "per_class", "global_then_per_class")
 SELECT_METRICS = ("challenge", "loss")
 PROFILE_ENV = "ECG_GCN_PROFILE"
 DEFAULT_PROFILE = "paper"
@@ -86,11 +86,7 @@ class ModelConfig:
         _check_choice(self, "pooling", POOLINGS)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not 0 < self.tau <= 1:
-            raise ValueError(f"tau must be in (0, 1] (a probability threshold), got {self.tau!r}")
-        if not 0 <= self.p < 1:
-            # p = 1 would leave a node no self-loop and could make a degree zero.
-            raise ValueError(f"p must be in [0, 1), got {self.p!r}")
+        graph.check_tau_p(self.tau, self.p)
         if self.gcn_negative_slope < 0:
             raise ValueError(f"gcn_negative_slope must be >= 0, got {self.gcn_negative_slope!r}")
 
@@ -177,12 +173,7 @@ class TrainConfig:
         if not (isinstance(self.synthetic_mix, (int, float)) and self.synthetic_mix >= 0):
             raise ValueError(f"synthetic_mix must be a number >= 0, got {self.synthetic_mix!r}")
         if self.band is not None:  # JSON gives a list
-            object.__setattr__(self, "band", tuple(float(f) for f in self.band))
-            if len(self.band) != 2 or not 0 < self.band[0] < self.band[1] < TARGET_FS / 2:
-                raise ValueError(
-                    f"band must be (low, high) with 0 < low < high < {TARGET_FS / 2:g} Hz, "
-                    f"got {self.band!r}"
-                )
+            object.__setattr__(self, "band", signal.checked_band(self.band))
         for name in ("batch_size", "max_epochs"):
             _check_positive_int(self, name)
         for name in (
@@ -198,7 +189,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _check_choice(self, "select_metric", SELECT_METRICS)
-        _check_choice(self, "threshold_mode", THRESHOLD_MODES)
+        _check_choice(self, "threshold_mode", thresholds.MODES)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:

@@ -34,6 +34,15 @@ def conditional_probability(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_tau_p(tau: float, p: float) -> None:
+    """tau in (0, 1] (a probability threshold), p in [0, 1): p = 1 would leave a node no
+    self-loop and could make a degree zero."""
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1] (a probability threshold), got {tau!r}")
+    if not 0 <= p < 1:
+        raise ValueError(f"p must be in [0, 1), got {p!r}")
+
+
 def correlation_matrix(conditional: np.ndarray, tau: float = 0.4, p: float = 0.25) -> np.ndarray:
     """Binarise P(x | y) at tau and re-weight each node's neighbours; adds the self-loops.
 
@@ -45,10 +54,7 @@ def correlation_matrix(conditional: np.ndarray, tau: float = 0.4, p: float = 0.2
     conditional = np.asarray(conditional, dtype=np.float64)
     if conditional.ndim != 2 or conditional.shape[0] != conditional.shape[1]:
         raise ValueError(f"expected a square (C, C) matrix, got shape {conditional.shape}")
-    if not 0 < tau <= 1:
-        raise ValueError(f"tau must be in (0, 1], got {tau!r}")
-    if not 0 <= p < 1:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_tau_p(tau, p)
     n = conditional.shape[0]
     off_diagonal = ~np.eye(n, dtype=bool)
     edges = ((conditional >= tau) & off_diagonal).astype(np.float64)

@@ -210,13 +210,10 @@ def _validated(state: object, path: Path) -> tuple:
         )
     band = preprocessing.get("band")
     if band is not None:
-        nyquist = signal.TARGET_FS / 2
-        if len(band) != 2 or not 0 < band[0] < band[1] < nyquist:
-            raise ValueError(
-                f"{path}: preprocessing.band must be (low, high) Hz with 0 < low < high < "
-                f"{nyquist:g}, got {band!r}"
-            )
-        band = (float(band[0]), float(band[1]))
+        try:
+            band = signal.checked_band(band)
+        except ValueError as error:
+            raise ValueError(f"{path}: preprocessing.{error}") from None
     return model_config, thresholds, window, band
 
 

@@ -7,6 +7,7 @@ network's input; training and inference both call it, so they cannot drift apart
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
 
@@ -74,6 +75,20 @@ def preprocess(
     if band is not None:
         x = bandpass(x, band, TARGET_FS)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def checked_band(band: Sequence[float]) -> tuple[float, float]:
+    """A band-pass setting as (low, high) floats, or ValueError: 0 < low < high < Nyquist of
+    the 500 Hz the network sees."""
+    try:
+        low, high = (float(f) for f in band)
+    except (TypeError, ValueError):
+        raise ValueError(f"band must be (low, high) in Hz, got {band!r}") from None
+    if not 0 < low < high < TARGET_FS / 2:
+        raise ValueError(
+            f"band must be (low, high) with 0 < low < high < {TARGET_FS / 2:g} Hz, got {band!r}"
+        )
+    return low, high
 
 
 def bandpass(x: np.ndarray, band: tuple[float, float], fs: float) -> np.ndarray:
