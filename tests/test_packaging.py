@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +61,16 @@ def test_readme_gives_the_two_commands_first_then_the_official_usage():
 def test_model_folder_holds_no_code():
     tracked = [p for p in (ROOT / "model").iterdir() if p.name != "README.md"]
     assert not [p for p in tracked if p.suffix == ".py"]
+
+
+def test_the_package_runs_from_any_folder(tmp_path):
+    # installed into .venv in editable mode by the Makefile (make test, make demo)
+    done = subprocess.run(
+        [sys.executable, "-m", "ecg_gcn", "describe", "--profile", "smoke"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "parameters" in done.stdout
