@@ -305,17 +305,40 @@ def test_training_csvs_replace_a_planted_symlink_instead_of_following_it(data, t
         assert (model_dir / name).read_text().startswith(("epoch", "record"))
 
 
-def test_a_full_disk_stops_the_driver_with_one_line(smoke_model_dir, data, tmp_path, monkeypatch):
+# Running as root here, chmod cannot make a folder unwritable and no read-only mount can be
+# made, so the operating system's refusal is injected where the driver meets it.
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.EROFS, errno.EACCES], ids=["disk_full", "read_only", "unwritable"]
+)
+def test_a_refused_write_stops_the_driver_with_one_line(
+    smoke_model_dir, data, tmp_path, monkeypatch, code
+):
     import driver  # the official-style script, imported to fail its writes from inside
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(driver, "write_output", full)
+    monkeypatch.setattr(driver, "write_output", refuse)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
         driver.main(["driver.py", str(smoke_model_dir), str(data), str(out)])
-    assert str(stopped.value) == f"error: cannot write into {out}: No space left on device"
+    assert str(stopped.value) == f"error: cannot write into {out}: {os.strerror(code)}"
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES], ids=["read_only", "unwritable"])
+def test_a_parent_that_refuses_the_output_folder_is_one_line(
+    smoke_model_dir, data, tmp_path, monkeypatch, code
+):
+    import driver
+
+    def refuse(path, *args, **kwargs):
+        raise OSError(code, os.strerror(code), path)
+
+    monkeypatch.setattr(driver.os, "mkdir", refuse)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        driver.main(["driver.py", str(smoke_model_dir), str(data), str(out)])
+    assert str(stopped.value) == f"error: cannot make the output folder {out}: {os.strerror(code)}"
 
 
 def test_an_empty_data_folder_is_reported(smoke_model_dir, tmp_path):
