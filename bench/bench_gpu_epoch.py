@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np
 import torch
 
-from ecg_gcn import config, distributed, graph, nets, predict, train
+from ecg_gcn import config, distributed, graph, nets, train
 from ecg_gcn.benchmark import synthetic_folder
 from ecg_gcn.cache import build_cache
+from ecg_gcn.device import pick_device, precision
 
 
 def utilisation_sampler() -> subprocess.Popen | None:
@@ -60,8 +61,8 @@ def main() -> None:
     synthetic_folder(data, args.n, seed=43, prefix="G", fs=500, seconds=10.0)
     cache = build_cache(data, data.parent / f"{data.name}_cache")
     model_config, train_config = config.profile(args.profile)
-    device = predict.pick_device()
-    autocast, scaler = train._precision(device, train_config.amp)
+    device = pick_device()
+    autocast, scaler = precision(device, train_config.amp)
     torch.manual_seed(train_config.seed)
     model = nets.build_model(
         model_config, graph.adjacency(cache.labels, model_config.tau, model_config.p)

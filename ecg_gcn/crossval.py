@@ -16,7 +16,6 @@ import csv
 import dataclasses
 import logging
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,11 @@ import torch
 from ecg_gcn import config as cfg
 from ecg_gcn import dataset, nets, scoring, train
 from ecg_gcn.cache import Cache
+from ecg_gcn.labels import source_of
 from ecg_gcn.thresholds import binarize, decide
 
 logger = logging.getLogger(__name__)
 
-SOURCES = {
-    "A": "CPSC",
-    "Q": "CPSC-Extra",
-    "I": "INCART",
-    "S": "PTB",
-    "HR": "PTB-XL",
-    "E": "Georgia",
-    "JS": "Chapman-Ningbo",
-}
 RESULT_FIELDS = (
     "fold",
     "held_out",
@@ -47,12 +38,6 @@ RESULT_FIELDS = (
     "macro_f1",
     "macro_auroc",
 )
-
-
-def source_of(name: str) -> str:
-    """The database a 2020 record comes from, by its name's letters (HR00001 -> PTB-XL)."""
-    prefix = re.match(r"[A-Za-z]*", name).group(0)
-    return SOURCES.get(prefix, prefix or "unknown")
 
 
 def fold_ids(

@@ -25,11 +25,21 @@ class CropDataset(torch.utils.data.Dataset):
     `collate_fn=CropDataset.collate`, since the batch comes out already stacked.
     """
 
-    def __init__(self, cache: Cache, indices: np.ndarray, length: int, random_crop: bool = True):
+    def __init__(
+        self,
+        cache: Cache,
+        indices: np.ndarray,
+        length: int,
+        random_crop: bool = True,
+        known: np.ndarray | None = None,
+    ):
         self.cache = cache
         self.indices = np.asarray(indices)
         self.length = length
         self.random_crop = random_crop
+        # (records of the cache, classes) bool, or None for all: an unknown label is NaN in y,
+        # and the training loss leaves it out (labels.known_classes).
+        self.known = known
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -39,7 +49,8 @@ class CropDataset(torch.utils.data.Dataset):
         return x[0], y[0]
 
     def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x (B, 12, length) float16, y (B, 24) float32) of the records at these positions."""
+        """(x (B, 12, length) float16, y (B, 24) float32, NaN where unknown) of the records at these
+        positions."""
         chosen = self.indices[np.asarray(items, dtype=np.int64)]
         spare = np.maximum(self.cache.lengths[chosen] - self.length, 0)
         # torch's generator, so DataLoader workers draw different, reproducible crops.
@@ -52,6 +63,8 @@ class CropDataset(torch.utils.data.Dataset):
             self.cache.read_into(i, row[:, :m], start)
             row[:, m:] = 0
         y = self.cache.labels[chosen].astype(np.float32)
+        if self.known is not None:
+            y[~self.known[chosen]] = np.nan
         return torch.from_numpy(x), torch.from_numpy(y)
 
     @staticmethod

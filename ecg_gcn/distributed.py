@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ecg_gcn import predict
+from ecg_gcn.device import pick_device
 
 # How long a process waits in a collective operation. The others wait while rank 0 builds the
 # preprocessing cache, which takes long on a large data set, and while it validates; torch's
@@ -101,10 +101,10 @@ def process_group(
     """
     context = from_env(environ)
     if not context.distributed:
-        yield context, device or predict.pick_device()
+        yield context, device or pick_device()
         return
     if device is None:
-        device = predict.pick_device()
+        device = pick_device()
     if device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)

@@ -28,7 +28,7 @@ from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn import scoring, synthetic, train
 from ecg_gcn.cache import Cache
-from ecg_gcn.crossval import source_of
+from ecg_gcn.labels import source_of
 from ecg_gcn.thresholds import binarize, decide
 
 logger = logging.getLogger(__name__)

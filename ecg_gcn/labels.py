@@ -8,6 +8,7 @@ member gives the 24 classes the scorer and the network work with.
 from __future__ import annotations
 
 import csv
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -123,3 +124,49 @@ def expand(per_class: np.ndarray) -> np.ndarray:
     per_class = np.asarray(per_class)
     index = [CLASS_INDEX[representative(code)] for code in SCORED_CODES]
     return per_class[..., index]
+
+
+# The 2020 databases by the letters of their record names.
+SOURCES = {
+    "A": "CPSC",
+    "Q": "CPSC-Extra",
+    "I": "INCART",
+    "S": "PTB",
+    "HR": "PTB-XL",
+    "E": "Georgia",
+    "JS": "Chapman-Ningbo",
+}
+
+
+def source_of(name: str) -> str:
+    """The database a 2020 record comes from, by its name's letters (HR00001 -> PTB-XL)."""
+    prefix = re.match(r"[A-Za-z]*", name).group(0)
+    return SOURCES.get(prefix, prefix or "unknown")
+
+
+def known_classes(
+    names: list[str], labels: np.ndarray, among: np.ndarray, fully_labelled: np.ndarray
+) -> np.ndarray:
+    """Which of each record's 24 labels are known: (records, classes) bool.
+
+    The 2020 databases were labelled with different code lists: CPSC's 6,877 recordings carry 8
+    of the 24 classes, and none says sinus tachycardia or left axis deviation, which its
+    recordings show at their usual rates. A missing label there means "not looked for", not
+    "absent". A class is unknown for a database's records when none of its records among
+    `among` carries it, but a record of another database (or of `fully_labelled`, the
+    synthetic records, whose every label is known) does. A class no record carries stays known
+    everywhere: nothing says it was looked for elsewhere, and its negatives are all there is.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    sources = np.array([source_of(name) for name in names])
+    fully = np.zeros(len(names), dtype=bool)
+    fully[np.asarray(fully_labelled, dtype=np.int64)] = True
+    sources[fully] = ""  # one group of its own, whatever its names look like
+    among = np.asarray(among, dtype=np.int64)
+    carried = {s: labels[among[sources[among] == s]].any(axis=0) for s in set(sources[among])}
+    anywhere = labels[among].any(axis=0)
+    known = np.ones(labels.shape, dtype=bool)
+    for source, has in carried.items():
+        if source:
+            known[sources == source] = has | ~anywhere
+    return known

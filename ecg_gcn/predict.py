@@ -1,8 +1,5 @@
-"""From a trained checkpoint to the clinical answer: windows, probabilities, labels.
-
-One checkpoint file holds everything inference needs (weights of the unwrapped model, both
-configurations as plain dicts, classes, thresholds, preprocessing constants) and loads with
-`torch.load(..., weights_only=True)`: nothing from a model folder is unpickled.
+"""From a trained checkpoint (ecg_gcn.checkpoint) to the clinical answer: windows,
+probabilities, labels.
 
 A recording is preprocessed exactly as in training, cut into windows of the training length
 covering it all (the last one aligned to its end; a short record is one zero-padded window),
@@ -14,7 +11,6 @@ recording into a false positive.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,56 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecg_gcn import checkpoint, nets, outputs, records, signal
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
-from ecg_gcn import nets, outputs, records, signal
-from ecg_gcn.atomic import write_atomically
+from ecg_gcn.device import pick_device
 from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "model.pt"
-CHECKPOINT_FORMAT = 1
 # Windows per forward pass at inference: a 30-minute record is 100 windows of 18 s.
 WINDOW_BATCH = 16
-
-
-def pick_device() -> torch.device:
-    """CUDA when present, the CPU otherwise: decided once, passed everywhere."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def save_checkpoint(
-    path: str | Path,
-    model: torch.nn.Module,
-    model_config: cfg.ModelConfig,
-    train_config: cfg.TrainConfig,
-    thresholds: np.ndarray,
-    **extra: object,
-) -> Path:
-    """Write the self-sufficient checkpoint atomically (never a half-written model)."""
-    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    model = getattr(model, "module", model)  # DistributedDataParallel wrapper
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "model_config": cfg.to_dict(model_config),
-        "train_config": cfg.to_dict(train_config),
-        "classes": list(lbl.CLASSES),
-        "thresholds": [float(t) for t in thresholds],
-        "preprocessing": {
-            "fs": signal.TARGET_FS,
-            "window": train_config.window_samples,
-            "band": list(train_config.band) if train_config.band else None,
-        },
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
-    }
-    return atomic_save(state, path)
-
-
-def atomic_save(obj: object, path: str | Path) -> Path:
-    """torch.save to a temporary file beside `path`, then rename: `path` is always whole."""
-    return write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 @dataclass
@@ -139,29 +95,10 @@ class Predictor:
 
 def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor:
     """The Predictor saved in `model_dir`; a clear error naming the file when it cannot be."""
-    path = Path(model_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no trained model here; train one with train_model.py DATA {model_dir}"
-        )
     device = device or pick_device()
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "unsupported global" in str(error).lower():  # not torch's hint to load it unsafely
-            raise ValueError(
-                f"{path}: refused: it holds Python objects, not only tensors and plain data"
-            ) from error
-        raise ValueError(
-            f"{path}: not a loadable checkpoint: damaged (not a torch file)"
-        ) from error
-    except Exception as error:  # torch raises RuntimeError, EOFError... on a damaged file
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        reason = f"{type(error).__name__}: {first}" if first else type(error).__name__
-        raise ValueError(
-            f"{path}: not a loadable checkpoint: empty, truncated or damaged ({reason})"
-        ) from error
-    model_config, thresholds, window, band = _validated(state, path)
+    state = checkpoint.read(model_dir, device)
+    path = Path(model_dir) / checkpoint.CHECKPOINT_FILE
+    model_config, thresholds, window, band = checkpoint.validated(state, path)
     try:
         model = nets.model_from_state_dict(model_config, state["state_dict"])
     except (RuntimeError, ValueError, TypeError) as error:
@@ -177,44 +114,6 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         device=device,
         band=band,
     )
-
-
-_KEYS = ("format", "classes", "model_config", "state_dict", "thresholds", "preprocessing")
-
-
-def _validated(state: object, path: Path) -> tuple:
-    """(model_config, thresholds, window, band) of a checkpoint, each checked: a checkpoint
-    that loads but is wrong must fail here, naming the field, not answer nonsense later."""
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a checkpoint of format {CHECKPOINT_FORMAT}")
-    missing = [key for key in _KEYS if key not in state]
-    if missing:
-        raise ValueError(f"{path}: the checkpoint lacks {', '.join(missing)}")
-    if list(state["classes"]) != list(lbl.CLASSES):
-        raise ValueError(f"{path}: trained on other classes than weights.csv's")
-    try:
-        model_config = cfg.model_config_from_dict(state["model_config"])
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: model_config: {error}") from error
-    thresholds = np.asarray(state["thresholds"], dtype=np.float64)
-    if thresholds.shape != (lbl.NUM_CLASSES,) or not np.all((thresholds >= 0) & (thresholds <= 1)):
-        raise ValueError(
-            f"{path}: thresholds must be {lbl.NUM_CLASSES} numbers in [0, 1], "
-            f"got shape {thresholds.shape}"
-        )
-    preprocessing = state["preprocessing"]
-    window = preprocessing.get("window") if isinstance(preprocessing, dict) else None
-    if not isinstance(window, int) or window <= 0:
-        raise ValueError(
-            f"{path}: preprocessing.window must be a positive number of samples, got {window!r}"
-        )
-    band = preprocessing.get("band")
-    if band is not None:
-        try:
-            band = signal.checked_band(band)
-        except ValueError as error:
-            raise ValueError(f"{path}: preprocessing.{error}") from None
-    return model_config, thresholds, window, band
 
 
 def classify(data: np.ndarray, header_lines: list[str], predictor: Predictor) -> tuple:

@@ -17,18 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib import colors, ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ecg_gcn import evaluation, graph, scoring
+from ecg_gcn import checkpoint, evaluation, graph, scoring
 from ecg_gcn import labels as lbl
 
-CHECKPOINT_FILE = "model.pt"
-HISTORY_FILE = "history.csv"
-SPLIT_FILE = "split.csv"
-REPORT_DIR = "report"
 MARKDOWN_FILE = "report.md"
 
 ADJACENCY_PNG = "label_graph.png"
@@ -287,21 +282,20 @@ def write_report(
     model_dir = Path(model_dir)
     if outputs_dir is not None and labels_dir is None:
         raise ValueError("the outputs can only be scored against labels: give labels_dir too")
-    checkpoint = torch.load(
-        _require(model_dir / CHECKPOINT_FILE), map_location="cpu", weights_only=True
-    )
-    history = read_history(_require(model_dir / HISTORY_FILE))
-    out = model_dir / REPORT_DIR
+    _require(model_dir / checkpoint.CHECKPOINT_FILE)
+    saved = checkpoint.read(model_dir)
+    history = read_history(_require(model_dir / checkpoint.HISTORY_FILE))
+    out = model_dir / checkpoint.REPORT_FOLDER
     out.mkdir(exist_ok=True)
-    classes = list(checkpoint["classes"])
+    classes = list(saved["classes"])
     names = class_names(classes)
-    model_config = checkpoint["model_config"]
-    thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float64)
-    best = int(np.nanargmax(history["challenge_metric"]))
+    model_config = saved["model_config"]
+    thresholds = np.asarray(saved["thresholds"], dtype=np.float64)
+    best = _best_row(history, saved)
     best_epoch = int(history["epoch"][best])
 
     images: list[tuple[str, str]] = []  # (file name, caption)
-    adjacency = checkpoint["state_dict"].get("head.adjacency")
+    adjacency = saved["state_dict"].get("head.adjacency")
     if adjacency is not None:
         plot_matrix(
             adjacency.float().numpy(),
@@ -357,14 +351,21 @@ def write_report(
         )
         images.append((CONFUSION_PNG, "Challenge-metric confusion matrix"))
 
-    markdown = _markdown(model_dir, checkpoint, history, best, images, scores, baseline)
+    markdown = _markdown(model_dir, saved, history, best, images, scores, baseline)
     path = out / MARKDOWN_FILE
     path.write_text(markdown)
     return path
 
 
+def _best_row(history: dict[str, np.ndarray], saved: dict) -> int:
+    """The history row of the epoch whose weights the checkpoint holds (training picked it by
+    its `select_metric`); the best challenge metric for a checkpoint that does not say."""
+    rows = np.flatnonzero(history["epoch"] == saved.get("epoch", -1))
+    return int(rows[0]) if len(rows) else int(np.nanargmax(history["challenge_metric"]))
+
+
 def _split_counts(model_dir: Path) -> str:
-    path = model_dir / SPLIT_FILE
+    path = model_dir / checkpoint.SPLIT_FILE
     if not path.is_file():
         return "not recorded (no split.csv)"
     with open(path, newline="") as f:
@@ -372,8 +373,8 @@ def _split_counts(model_dir: Path) -> str:
     return f"{parts.count('train')} training, {parts.count('validation')} validation recordings"
 
 
-def _synthetic_line(checkpoint: dict) -> str:
-    training, pool = checkpoint["train_config"], checkpoint.get("synthetic_pool") or {}
+def _synthetic_line(saved: dict) -> str:
+    training, pool = saved["train_config"], saved.get("synthetic_pool") or {}
     if not training.get("synthetic"):
         return "none (real records only)"
     return (
@@ -386,15 +387,15 @@ def _synthetic_line(checkpoint: dict) -> str:
 
 def _markdown(
     model_dir: Path,
-    checkpoint: dict,
+    saved: dict,
     history: dict[str, np.ndarray],
     best: int,
     images: list[tuple[str, str]],
     scores: Scores | None,
     baseline: Scores | None,
 ) -> str:
-    model, training = checkpoint["model_config"], checkpoint["train_config"]
-    thresholds = np.asarray(checkpoint["thresholds"])
+    model, training = saved["model_config"], saved["train_config"]
+    thresholds = np.asarray(saved["thresholds"])
     width = f"{model['filters']} filters, {model['n_blocks']} residual blocks"
     gru = f"BiGRU {model['gru_hidden']} x 2" if model["gru"] else "no GRU"
     head = (
@@ -413,8 +414,8 @@ def _markdown(
         f"up to {training['max_epochs']} epochs, {training['window_seconds']:g} s windows, "
         f"thresholds tuned {training['threshold_mode']}",
         f"- data: {_split_counts(model_dir)}",
-        f"- synthetic records: {_synthetic_line(checkpoint)}",
-        f"- saved epoch: {checkpoint.get('epoch', '?')} of {len(history['epoch'])} run",
+        f"- synthetic records: {_synthetic_line(saved)}",
+        f"- saved epoch: {saved.get('epoch', '?')} of {len(history['epoch'])} run",
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "
         f"(median {np.median(thresholds):.3f})",
         "",

@@ -18,15 +18,12 @@ model's weights, so a run resumes and a model loads with or without torchrun.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import csv
 import hashlib
 import json
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,62 +34,24 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ecg_gcn import (
+    checkpoint,
+    dataset,
+    distributed,
+    graph,
+    nets,
+    predict,
+    scoring,
+    synthetic,
+    thresholds,
+)
 from ecg_gcn import config as cfg
-from ecg_gcn import dataset, distributed, graph, nets, predict, scoring, synthetic, thresholds
 from ecg_gcn import labels as lbl
-from ecg_gcn.atomic import write_atomically
 from ecg_gcn.augment import Augment, augment_batch
 from ecg_gcn.cache import Cache, build_cache, concat
+from ecg_gcn.device import pick_device, precision, seed_everything
 
 logger = logging.getLogger(__name__)
-
-HISTORY_FILE = "history.csv"
-SPLIT_FILE = "split.csv"
-SKIPPED_FILE = "skipped.csv"
-STATE_FILE = "training_state.pt"
-HISTORY_FIELDS = (
-    "epoch",
-    "loss",
-    "val_loss",
-    "challenge_metric",
-    "macro_f1",
-    "threshold",
-    "lr",
-    "seconds",
-)
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """One seed for Python and torch (CPU and CUDA); numpy randomness here always takes an
-    explicit Generator seeded from the configuration."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def _precision(device: torch.device, amp: bool):
-    """Autocast on CUDA (bf16 where supported, else fp16 with a grad scaler); fp32 on the CPU."""
-    if device.type != "cuda" or not amp:
-        return contextlib.nullcontext, torch.amp.GradScaler(enabled=False)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
-
-
-def _write_rows(path: Path, fields: tuple[str, ...] | list[str], rows: list) -> None:
-    """A csv written atomically: a symlink planted at `path` is replaced, never followed."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(fields)
-            writer.writerows(rows)
-
-    write_atomically(path, write)
 
 
 def _split(
@@ -122,23 +81,6 @@ def _signature(
     digest.update(cache.lengths[indices].tobytes())
     digest.update(cache.labels[indices].tobytes())
     return digest.hexdigest()
-
-
-def _load_state(path: Path, signature: str) -> dict | None:
-    """The training state saved at `path` if it belongs to this very training, else None."""
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a state we cannot read is a state we do not resume
-        logger.warning("%s: cannot resume from it (%s); starting afresh", path, error)
-        return None
-    if not isinstance(state, dict) or state.get("signature") != signature:
-        logger.warning(
-            "%s: saved by another training (data or configuration); starting afresh", path
-        )
-        return None
-    return state
 
 
 def _validate(
@@ -182,11 +124,13 @@ def train(
             context,
         )
         if cache.skipped and context.is_main:
-            _write_rows(model_dir / SKIPPED_FILE, ("record", "reason"), cache.skipped)
+            checkpoint.write_rows(
+                model_dir / checkpoint.SKIPPED_FILE, ("record", "reason"), cache.skipped
+            )
             logger.warning(
                 "skipped %d unreadable records (listed in %s)",
                 len(cache.skipped),
-                model_dir / SKIPPED_FILE,
+                model_dir / checkpoint.SKIPPED_FILE,
             )
         if len(cache) == 0:
             raise ValueError(
@@ -301,18 +245,23 @@ def fit(
         model_dir.mkdir(parents=True, exist_ok=True)
     indices = np.asarray(indices)
     seed_everything(train_config.seed, train_config.deterministic)
-    device = device or predict.pick_device()
-    autocast, scaler = _precision(device, train_config.amp)
+    device = device or pick_device()
+    autocast, scaler = precision(device, train_config.amp)
     _warn_absent(cache.labels[indices], main)
     train_idx, val_idx = _split(
         cache.labels, indices, train_config.validation_fraction, train_config.seed
     )
     if main:
-        _write_split(model_dir / SPLIT_FILE, cache, train_idx, val_idx)
+        _write_split(model_dir / checkpoint.SPLIT_FILE, cache, train_idx, val_idx)
     pool = synthetic.indices if synthetic is not None else np.zeros(0, dtype=np.int64)
     graph_labels = cache.labels[np.concatenate([train_idx, pool])]
     adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
     model = nets.build_model(model_config, adjacency).to(device)
+    known = None
+    if train_config.mask_unlabelled:
+        seen = np.concatenate([train_idx, pool])
+        known = lbl.known_classes(cache.names, cache.labels, seen, pool)
+        _log_unknown(cache, train_idx, known, main)
     pretrained = None
     if synthetic is not None and train_config.synthetic_pretrain_epochs:
         pretrained = distributed.in_turn(
@@ -337,7 +286,15 @@ def fit(
     generator = torch.Generator().manual_seed(train_config.seed + context.rank)
     per_epoch = _synthetic_per_epoch(train_config, len(train_idx), len(pool))
     loader = loader_for(
-        cache, train_idx, train_config, context, device, generator, pool=pool, per_epoch=per_epoch
+        cache,
+        train_idx,
+        train_config,
+        context,
+        device,
+        generator,
+        pool=pool,
+        per_epoch=per_epoch,
+        known=known,
     )
     if context.distributed:
         logger.info(
@@ -389,7 +346,7 @@ def fit(
         rng = distributed.all_gather((torch.get_rng_state(), generator.get_state()), context)
         if main:
             _save_state(
-                model_dir / STATE_FILE,
+                model_dir / checkpoint.STATE_FILE,
                 signature,
                 epoch,
                 model,
@@ -415,6 +372,30 @@ def fit(
     )
 
 
+def masked_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy averaged over the known labels (y not NaN); with every label known,
+    BCEWithLogitsLoss's mean."""
+    known = ~torch.isnan(y)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.nan_to_num(y), reduction="none"
+    )
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+def _log_unknown(cache: Cache, train_idx: np.ndarray, known: np.ndarray, main: bool) -> None:
+    """Say, per database, which classes its records do not label (left out of their loss)."""
+    if not main:
+        return
+    names = lbl.abbreviations()
+    by_source: dict[str, np.ndarray] = {}
+    for i in train_idx:
+        by_source.setdefault(lbl.source_of(cache.names[i]), known[i])
+    for source, row in sorted(by_source.items()):
+        if not row.all():
+            unknown = [names[c] for c, k in zip(lbl.CLASSES, row, strict=True) if not k]
+            logger.info("%s labels none of %s: left out of its loss", source, ", ".join(unknown))
+
+
 @dataclass
 class SyntheticPool:
     """The synthetic pool's records within a training cache, and where the pool is cached."""
@@ -433,7 +414,9 @@ def _warn_absent(labels: np.ndarray, main: bool) -> None:
 
 def _write_split(path: Path, cache: Cache, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
     part = {int(i): "train" for i in train_idx} | {int(i): "validation" for i in val_idx}
-    _write_rows(path, ("record", "part"), [(cache.names[i], part[i]) for i in sorted(part)])
+    checkpoint.write_rows(
+        path, ("record", "part"), [(cache.names[i], part[i]) for i in sorted(part)]
+    )
 
 
 def _synthetic_per_epoch(train_config: cfg.TrainConfig, n_real: int, n_pool: int) -> int:
@@ -451,13 +434,15 @@ def loader_for(
     *,
     pool: np.ndarray | None = None,
     per_epoch: int = 0,
+    known: np.ndarray | None = None,
 ) -> DataLoader:
     """Shuffled batches of training windows of `train_idx`, and with `per_epoch` > 0 as many
     records drawn afresh each epoch from `pool`; with several processes, this process's share.
+    `known`: which labels of each cached record the loss may use (None: all).
     Call `loader.sampler.set_epoch(epoch)` before each epoch."""
     pool = np.zeros(0, dtype=np.int64) if pool is None or not per_epoch else np.asarray(pool)
     crops = dataset.CropDataset(
-        cache, np.concatenate([train_idx, pool]), train_config.window_samples
+        cache, np.concatenate([train_idx, pool]), train_config.window_samples, known=known
     )
     sampler = dataset.MixSampler(
         len(train_idx), len(pool), per_epoch, train_config.seed, context.rank, context.world_size
@@ -484,7 +469,7 @@ def _stepper(optimizer, scaler, autocast, device: torch.device, augment: Augment
         optimizer=optimizer,
         scaler=scaler,
         autocast=autocast,
-        loss_fn=torch.nn.BCEWithLogitsLoss(),
+        loss_fn=masked_bce,
         device=device,
         augment=augment,
     )
@@ -533,7 +518,9 @@ def _validate_and_select(
     macro_f1 = scoring.f_measure(val_labels, thresholds.decide(probabilities, cut))[0]
     lr = optimizer.param_groups[0]["lr"]
     run.history.append([epoch, train_loss, val_loss, score, macro_f1, float(cut[0]), lr, seconds])
-    _write_rows(model_dir / HISTORY_FILE, HISTORY_FIELDS, run.history)
+    checkpoint.write_rows(
+        model_dir / checkpoint.HISTORY_FILE, checkpoint.HISTORY_FIELDS, run.history
+    )
     if progress:
         tqdm.write(
             f"epoch {epoch:3d}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
@@ -544,8 +531,8 @@ def _validate_and_select(
         run.best_score, run.best_epoch, run.stale = criterion, epoch, 0
         run.best_state = copy.deepcopy(predictor.model.state_dict())
         run.best_probabilities = probabilities
-        predict.save_checkpoint(
-            model_dir / predict.CHECKPOINT_FILE,
+        checkpoint.save(
+            model_dir / checkpoint.CHECKPOINT_FILE,
             predictor.model,
             model_config,
             train_config,
@@ -568,7 +555,7 @@ def _save_state(
     rng: list,
     run: _Run,
 ) -> None:
-    predict.atomic_save(
+    checkpoint.atomic_save(
         {
             "signature": signature,
             "epoch": epoch,
@@ -600,7 +587,7 @@ def _resume(
 ) -> _Run:
     """The running state to continue from: a saved one of this very training, or a fresh one."""
     # Rank 0 alone reads the model folder (on several nodes, only its node has it).
-    resumed = _load_state(model_dir / STATE_FILE, signature) if context.is_main else None
+    resumed = checkpoint.load_state(model_dir, signature) if context.is_main else None
     resumed = distributed.broadcast(resumed, context)
     run = _Run()
     if resumed is None:
@@ -617,13 +604,13 @@ def _resume(
     run.history, run.stale = resumed["history"], resumed["stale"]
     run.next_epoch = resumed["epoch"] + 1
     if context.is_main:
-        best_checkpoint = torch.load(
-            model_dir / predict.CHECKPOINT_FILE, map_location=device, weights_only=True
-        )
+        best_checkpoint = checkpoint.read(model_dir, device)
         run.best_score, run.best_epoch = resumed["best_score"], resumed["best_epoch"]
         run.best_state = best_checkpoint["state_dict"]
         run.best_probabilities = resumed["best_probabilities"].numpy()
-        logger.warning("resuming after epoch %d from %s", resumed["epoch"], model_dir / STATE_FILE)
+        logger.warning(
+            "resuming after epoch %d from %s", resumed["epoch"], model_dir / checkpoint.STATE_FILE
+        )
     return run
 
 
@@ -657,8 +644,8 @@ def _finish(
             if synthetic is None
             else {"records": len(synthetic.indices), "folder": synthetic.folder.name}
         )
-        predict.save_checkpoint(
-            model_dir / predict.CHECKPOINT_FILE,
+        checkpoint.save(
+            model_dir / checkpoint.CHECKPOINT_FILE,
             model,
             model_config,
             train_config,
@@ -666,7 +653,7 @@ def _finish(
             epoch=run.best_epoch,
             synthetic_pool=pool,
         )
-        (model_dir / STATE_FILE).unlink(missing_ok=True)
+        (model_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
         summary = {
             "epoch": run.best_epoch,
             "challenge_metric": score,
@@ -708,7 +695,7 @@ def pretrain(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
     )
-    autocast, scaler = _precision(device, train_config.amp)
+    autocast, scaler = precision(device, train_config.amp)
     generator = torch.Generator().manual_seed(train_config.seed)
     loader = loader_for(
         cache, synthetic.indices, train_config, distributed.Context(), device, generator
@@ -724,7 +711,7 @@ def pretrain(
                 f"{time.perf_counter() - start:.0f} s"
             )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    predict.atomic_save(state, path)
+    checkpoint.atomic_save(state, path)
     return state
 
 

@@ -60,3 +60,46 @@ def test_the_stratified_split_keeps_each_class_in_proportion():
     assert not np.array_equal(train, other)
     with pytest.raises(ValueError, match="between 0 and 1"):
         dataset.stratified_split(labels, 1.5, seed=1)
+
+
+CODE_OF = {name: code for code, name in lbl.abbreviations().items()}
+
+
+def _codes(*abbreviations: str) -> np.ndarray:
+    return lbl.encode([CODE_OF[a] for a in abbreviations])
+
+
+def test_a_class_is_unknown_only_where_its_database_never_gives_it():
+    af, nsr, stach, lad = (lbl.CLASS_INDEX[CODE_OF[a]] for a in ("AF", "NSR", "STach", "LAD"))
+    names = ["A0001", "A0002", "E00001", "E00002", "SYN0", "SYN1", "HR00001"]
+    labels = np.array(
+        [
+            _codes("AF"),
+            _codes("NSR"),
+            _codes("STach"),
+            _codes("NSR"),
+            _codes("LAD"),
+            _codes("AF", "STach"),
+            _codes("NSR"),  # held out: not among the training records
+        ]
+    )
+    known = lbl.known_classes(names, labels, among=np.arange(6), fully_labelled=[4, 5])
+    assert known[:2, af].all() and known[:2, nsr].all()
+    assert not known[:2, stach].any() and not known[:2, lad].any()  # CPSC never says them
+    assert known[2:4, stach].all() and known[2:4, nsr].all()
+    assert not known[2:4, af].any() and not known[2:4, lad].any()
+    assert known[4:6].all()  # the simulator's records: every label known
+    assert known[6].all()  # a database training never saw
+    never = [c for c in range(lbl.NUM_CLASSES) if not labels[:6, c].any()]
+    assert never and known[:, never].all()  # carried by no record: negatives everywhere
+
+
+def test_crops_mark_unknown_labels_as_nan(small_records, tmp_path):
+    cache = build_cache(small_records, tmp_path / "cache", n_jobs=1, progress=False)
+    known = np.ones(cache.labels.shape, dtype=bool)
+    known[1, :5] = False
+    crops = dataset.CropDataset(cache, np.array([0, 1]), 4000, known=known)
+    _, y = crops.__getitems__([0, 1])
+    assert torch.isnan(y[1, :5]).all() and not torch.isnan(y[1, 5:]).any()
+    torch.testing.assert_close(y[1, 5:], torch.from_numpy(cache.labels[1, 5:]).float())
+    assert not torch.isnan(y[0]).any()

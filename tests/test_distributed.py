@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from scipy.io import loadmat
 
-from ecg_gcn import config, distributed, predict, records, synth, train
+from ecg_gcn import checkpoint, config, distributed, predict, records, synth
 from ecg_gcn import labels as lbl
 from run_12ECG_classifier import load_12ECG_model, run_12ECG_classifier
 
@@ -69,7 +69,7 @@ def test_two_processes_train_one_model_that_loads_and_predicts(tmp_path):
     assert done.returncode == 0, log
 
     # Each process trained on its own half of the training records, a batch of 8 at a time.
-    with open(model / train.SPLIT_FILE) as f:
+    with open(model / checkpoint.SPLIT_FILE) as f:
         n_train = sum(row["part"] == "train" for row in csv.DictReader(f))
     share = math.ceil(n_train / 2)
     batches = math.ceil(share / config.profile("smoke")[1].batch_size)
@@ -77,12 +77,12 @@ def test_two_processes_train_one_model_that_loads_and_predicts(tmp_path):
         assert f"rank {rank} of 2: {share} training windows per epoch in {batches} batches" in log
     # Averaged gradients kept the two copies of the model identical.
     assert "the 2 processes ended with the same parameters" in log
-    with open(model / train.HISTORY_FILE) as f:
+    with open(model / checkpoint.HISTORY_FILE) as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]
-    assert not (model / train.STATE_FILE).exists()
+    assert not (model / checkpoint.STATE_FILE).exists()
 
     # The checkpoint holds the plain model: it loads and classifies without torchrun.
-    state = torch.load(model / predict.CHECKPOINT_FILE, weights_only=True)
+    state = torch.load(model / checkpoint.CHECKPOINT_FILE, weights_only=True)
     assert not any(key.startswith("module.") for key in state["state_dict"])
     assert predict.load(model, device=CPU).window == config.profile("smoke")[1].window_samples
     name = records.find_records(data)[0]

@@ -189,3 +189,21 @@ def test_forward_flops_of_an_18_s_window(model):
     # About 2.5: the convolutions at 250 Hz and below, 2 FLOP per multiply-add.
     assert 2.3 < gflop < 2.8
     assert nets.forward_flops(model, 5000) < gflop
+
+
+def test_the_masked_loss_is_bce_over_the_known_labels_and_ignores_the_rest():
+    from ecg_gcn.train import masked_bce
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 24, requires_grad=True)
+    y = (torch.rand(4, 24) > 0.7).float()
+    plain = torch.nn.BCEWithLogitsLoss()(logits, y)
+    torch.testing.assert_close(masked_bce(logits, y), plain)
+    hidden = y.clone()
+    hidden[:2, :10] = float("nan")
+    loss = masked_bce(logits, hidden)
+    keep = ~torch.isnan(hidden)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[keep], y[keep])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert (logits.grad[:2, :10] == 0).all() and (logits.grad[keep] != 0).all()

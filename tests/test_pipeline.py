@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.io import loadmat
 
-from ecg_gcn import config, predict, records, report, signal, synth, train
+from ecg_gcn import checkpoint, config, predict, records, signal, synth, train
 from ecg_gcn import labels as lbl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +51,9 @@ def parse(path: Path) -> tuple[str, list[str], list[str], list[str]]:
 def test_the_official_flow_runs_and_every_output_is_valid(data):
     model, outputs = data / "model", data / "outputs"
     run("train_model.py", data / "train", model, env=smoke(data))
-    assert (model / predict.CHECKPOINT_FILE).is_file()
-    assert (model / train.HISTORY_FILE).read_text().startswith("epoch,loss,val_loss")
-    report_dir = model / report.REPORT_DIR  # train_model.py writes the report at the end
+    assert (model / checkpoint.CHECKPOINT_FILE).is_file()
+    assert (model / checkpoint.HISTORY_FILE).read_text().startswith("epoch,loss,val_loss")
+    report_dir = model / checkpoint.REPORT_FOLDER  # train_model.py writes the report at the end
     assert (report_dir / "report.md").is_file() and (report_dir / "learning_curves.png").is_file()
     run("driver.py", model, data / "test", outputs)
     names = records.find_records(data / "test")
@@ -127,6 +127,6 @@ def test_trained_saved_and_loaded_models_predict_identically(data, tmp_path):
     assert predict.classify(data_adc, header_lines, loaded) == loaded.answer(
         loaded.probabilities(x)
     )
-    state = torch.load(tmp_path / "model" / predict.CHECKPOINT_FILE, weights_only=True)
+    state = torch.load(tmp_path / "model" / checkpoint.CHECKPOINT_FILE, weights_only=True)
     assert state["model_config"] == config.to_dict(model_config)
     assert "head.adjacency" in state["state_dict"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import config, graph, nets, predict, records, synth, train
+from ecg_gcn import checkpoint, config, graph, nets, predict, records, synth, train
 from ecg_gcn import signal as sig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,12 +55,12 @@ def test_the_same_seed_gives_the_same_weights_and_outputs(data, tmp_path):
     np.testing.assert_array_equal(runs[0].thresholds, runs[1].thresholds)
 
 
-def checkpoint(tmp_path: Path) -> Path:
+def _saved_checkpoint(tmp_path: Path) -> Path:
     model_config, train_config = config.profile("smoke")
     labels = np.eye(24, dtype=bool)
     model = nets.build_model(model_config, graph.adjacency(labels, 0.4, 0.25))
-    path = tmp_path / predict.CHECKPOINT_FILE
-    predict.save_checkpoint(path, model, model_config, train_config, np.full(24, 0.5))
+    path = tmp_path / checkpoint.CHECKPOINT_FILE
+    checkpoint.save(path, model, model_config, train_config, np.full(24, 0.5))
     return path
 
 
@@ -69,7 +69,7 @@ class Payload:
 
 
 def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
-    path = checkpoint(tmp_path)
+    path = _saved_checkpoint(tmp_path)
     assert predict.load(tmp_path, device=CPU).window == 5000  # the plain one loads
     state = torch.load(path, weights_only=True)
     state["extra"] = Payload()
@@ -79,7 +79,7 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
 
 
 def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    checkpoint(tmp_path).write_bytes(b"\x00" * 100)
+    _saved_checkpoint(tmp_path).write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match=r"model\.pt: not a loadable checkpoint"):
         predict.load(tmp_path, device=CPU)
 
@@ -118,7 +118,7 @@ BROKEN = {
 @pytest.mark.parametrize("name", BROKEN)
 def test_a_loadable_but_broken_checkpoint_is_refused_naming_the_field(tmp_path, name):
     change, words = BROKEN[name]
-    path = checkpoint(tmp_path)
+    path = _saved_checkpoint(tmp_path)
     state = torch.load(path, weights_only=True)
     change(state)
     torch.save(state, path)
@@ -131,14 +131,14 @@ def test_a_loadable_but_broken_checkpoint_is_refused_naming_the_field(tmp_path, 
     [(b"", "empty, truncated or damaged"), (b"PK\x03\x04 half a zip", "damaged")],
 )
 def test_an_empty_or_truncated_checkpoint_is_one_clear_line(tmp_path, content, words):
-    checkpoint(tmp_path).write_bytes(content)
+    _saved_checkpoint(tmp_path).write_bytes(content)
     with pytest.raises(ValueError, match=words) as caught:
         predict.load(tmp_path, device=CPU)
     assert "\n" not in str(caught.value)
 
 
 def test_a_refused_pickle_does_not_suggest_loading_it_unsafely(tmp_path):
-    path = checkpoint(tmp_path)
+    path = _saved_checkpoint(tmp_path)
     state = torch.load(path, weights_only=True)
     state["extra"] = Payload()
     torch.save(state, path)
@@ -163,7 +163,7 @@ def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, cap
     model_dir, cache = tmp_path / "model", tmp_path / "cache"
     command = [sys.executable, "-c", TRAIN_SCRIPT, str(data), str(model_dir), str(cache)]
     process = subprocess.Popen(command, cwd=ROOT)
-    state = model_dir / train.STATE_FILE
+    state = model_dir / checkpoint.STATE_FILE
     deadline = time.monotonic() + 120
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -190,7 +190,7 @@ def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, cap
             progress=False,
         )  # fmt: skip
     assert f"resuming after epoch {done}" in caplog.text
-    with open(model_dir / train.HISTORY_FILE) as f:
+    with open(model_dir / checkpoint.HISTORY_FILE) as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == [1, 2, 3, 4, 5]
     assert not state.exists()
@@ -202,14 +202,14 @@ def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, cap
 def test_a_state_from_another_training_is_not_resumed(data, tmp_path, caplog):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    torch.save({"signature": "another training", "epoch": 3}, model_dir / train.STATE_FILE)
+    torch.save({"signature": "another training", "epoch": 3}, model_dir / checkpoint.STATE_FILE)
     with caplog.at_level(logging.WARNING):
         train.train(
             data, model_dir, *config.profile("smoke"), cache_dir=tmp_path / "cache", device=CPU,
             progress=False,
         )  # fmt: skip
     assert "saved by another training" in caplog.text
-    with open(model_dir / train.HISTORY_FILE) as f:
+    with open(model_dir / checkpoint.HISTORY_FILE) as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]
 
 
@@ -226,7 +226,7 @@ def test_training_on_nothing_usable_stops_with_a_clear_message(data, tmp_path):
     )
     assert done.returncode != 0
     assert "none of the recordings could be read" in done.stderr
-    with open(tmp_path / "model" / train.SKIPPED_FILE) as f:
+    with open(tmp_path / "model" / checkpoint.SKIPPED_FILE) as f:
         skipped = list(csv.DictReader(f))
     assert len(skipped) == 2 and all(".mat" in row["reason"] for row in skipped)
 
@@ -293,14 +293,14 @@ def test_training_csvs_replace_a_planted_symlink_instead_of_following_it(data, t
     model_dir, victim = tmp_path / "model", tmp_path / "victim.txt"
     model_dir.mkdir()
     victim.write_text("precious")
-    for name in (train.HISTORY_FILE, train.SPLIT_FILE):
+    for name in (checkpoint.HISTORY_FILE, checkpoint.SPLIT_FILE):
         (model_dir / name).symlink_to(victim)
     model_config, train_config = config.profile("smoke")
     train.train(
         data, model_dir, model_config, train_config, cache_dir=tmp_path / "c", progress=False
     )
     assert victim.read_text() == "precious"
-    for name in (train.HISTORY_FILE, train.SPLIT_FILE):
+    for name in (checkpoint.HISTORY_FILE, checkpoint.SPLIT_FILE):
         assert not (model_dir / name).is_symlink()
         assert (model_dir / name).read_text().startswith(("epoch", "record"))
 

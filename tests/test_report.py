@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ecg_gcn import config, report, synth, train
+from ecg_gcn import checkpoint, config, report, synth, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +42,7 @@ def run(tmp_path_factory) -> dict[str, Path]:
 
 def copy_model(source: Path, target: Path) -> Path:
     """The model folder without its report, so that each test sees only what it wrote."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(report.REPORT_DIR))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(checkpoint.REPORT_FOLDER))
     return target
 
 
@@ -56,7 +56,7 @@ def assert_png(path: Path) -> None:
 def test_the_full_report_has_every_figure_and_the_scores(run, tmp_path):
     model = copy_model(run["model"], tmp_path / "model")
     markdown = report.write_report(model, run["labels"], run["outputs"])
-    assert markdown == model / report.REPORT_DIR / report.MARKDOWN_FILE
+    assert markdown == model / checkpoint.REPORT_FOLDER / report.MARKDOWN_FILE
     text = markdown.read_text()
     for name in ALWAYS + WITH_LABELS + WITH_OUTPUTS:
         assert_png(markdown.parent / name)
@@ -71,10 +71,10 @@ def test_the_full_report_has_every_figure_and_the_scores(run, tmp_path):
 def test_without_labels_and_outputs_the_report_is_the_model_alone(run, tmp_path):
     model = copy_model(run["model"], tmp_path / "model")
     text = report.write_report(model).read_text()
-    written = {p.name for p in (model / report.REPORT_DIR).glob("*.png")}
+    written = {p.name for p in (model / checkpoint.REPORT_FOLDER).glob("*.png")}
     assert written == set(ALWAYS)
     for name in ALWAYS:
-        assert_png(model / report.REPORT_DIR / name)
+        assert_png(model / checkpoint.REPORT_FOLDER / name)
         assert f"]({name})" in text
     assert "Scores on" not in text
 
@@ -82,7 +82,7 @@ def test_without_labels_and_outputs_the_report_is_the_model_alone(run, tmp_path)
 def test_labels_alone_add_the_conditional_probabilities(run, tmp_path):
     model = copy_model(run["model"], tmp_path / "model")
     report.write_report(model, labels_dir=run["labels"])
-    written = {p.name for p in (model / report.REPORT_DIR).glob("*.png")}
+    written = {p.name for p in (model / checkpoint.REPORT_FOLDER).glob("*.png")}
     assert written == set(ALWAYS + WITH_LABELS)
 
 
@@ -91,10 +91,27 @@ def test_outputs_without_labels_are_refused(run, tmp_path):
         report.write_report(run["model"], outputs_dir=run["outputs"])
 
 
-@pytest.mark.parametrize("missing", [report.CHECKPOINT_FILE, report.HISTORY_FILE])
+@pytest.mark.parametrize("missing", [checkpoint.CHECKPOINT_FILE, checkpoint.HISTORY_FILE])
 def test_a_missing_model_file_is_named(run, tmp_path, missing):
     model = copy_model(run["model"], tmp_path / "model")
     (model / missing).unlink()
     with pytest.raises(report.ReportError, match=missing):
         report.write_report(model)
-    assert not (model / report.REPORT_DIR).exists()
+    assert not (model / checkpoint.REPORT_FOLDER).exists()
+
+
+def test_the_best_epoch_is_the_one_the_checkpoint_holds(run, tmp_path):
+    # Chosen by validation loss, the saved epoch need not have the best challenge metric.
+    model = copy_model(run["model"], tmp_path / "model")
+    saved = checkpoint.read(model)
+    history = (model / checkpoint.HISTORY_FILE).read_text().splitlines()
+    assert len(history) == 3, "the smoke profile runs two epochs"
+    column = history[0].split(",").index("challenge_metric")
+    rows = [line.split(",") for line in history[1:]]
+    rows[0][column], rows[1][column] = "0.9", "0.1"  # epoch 1 best by the metric
+    saved["epoch"] = 2
+    checkpoint.atomic_save(saved, model / checkpoint.CHECKPOINT_FILE)
+    lines = [history[0], *(",".join(row) for row in rows)]
+    (model / checkpoint.HISTORY_FILE).write_text("\n".join(lines) + "\n")
+    text = report.write_report(model).read_text()
+    assert "Best epoch 2: challenge metric 0.100" in text

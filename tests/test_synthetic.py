@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from ecg_gcn import (
+    checkpoint,
     config,
     crossval,
     dataset,
     hospitals,
-    predict,
     report,
     synth,
     synthetic,
     train,
 )
+from ecg_gcn import labels as lbl
 from ecg_gcn.cache import build_cache, concat, load_cache
 
 CPU = torch.device("cpu")
@@ -124,13 +125,13 @@ def test_training_pretrains_on_the_pool_once_and_records_it(small_records, tmp_p
         first["predictor"].model.parameters(), second["predictor"].model.parameters(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    checkpoint = torch.load(tmp_path / "m1" / predict.CHECKPOINT_FILE, weights_only=True)
-    assert checkpoint["synthetic_pool"] == {"records": 24, "folder": pools[0].name}
-    assert checkpoint["train_config"]["synthetic"] == 24
+    saved = checkpoint.read(tmp_path / "m1")
+    assert saved["synthetic_pool"] == {"records": 24, "folder": pools[0].name}
+    assert saved["train_config"]["synthetic"] == 24
     text = report.write_report(tmp_path / "m1").read_text()
     assert f"- synthetic records: a pool of 24 (seed 0, `{pools[0].name}`): 1 epochs" in text
     # Validation, and so the thresholds, use real records only.
-    with open(tmp_path / "m1" / train.SPLIT_FILE) as f:
+    with open(tmp_path / "m1" / checkpoint.SPLIT_FILE) as f:
         assert not any(row["record"].startswith(synthetic.PREFIX) for row in csv.DictReader(f))
 
 
@@ -148,7 +149,7 @@ def test_early_stopping_waits_exactly_its_patience(small_records, tmp_path):
         device=CPU,
         progress=False,
     )
-    with open(tmp_path / "m" / train.HISTORY_FILE) as f:
+    with open(tmp_path / "m" / checkpoint.HISTORY_FILE) as f:
         rows = list(csv.DictReader(f))
     scores = [float(r["challenge_metric"]) for r in rows]
     best = int(np.argmax(scores))  # the first best epoch
@@ -164,7 +165,7 @@ def test_the_protocol_folds_leave_out_each_big_database_or_train_on_one(tmp_path
     plan = hospitals.folds(cache, min_records=3)
     assert [held for held, _, _ in plan] == ["CPSC", "Georgia"]  # PTB-XL has only 2
     for held, train_idx, test_idx in plan:
-        assert {crossval.source_of(cache.names[i]) for i in test_idx} == {held}
+        assert {lbl.source_of(cache.names[i]) for i in test_idx} == {held}
         assert not set(train_idx) & set(test_idx) and len(train_idx) + len(test_idx) == 9
     plan = hospitals.folds(cache, train_on=["CPSC"], min_records=2)
     assert [held for held, _, _ in plan] == ["Georgia", "PTB-XL"]
