@@ -137,9 +137,9 @@ class TrainConfig:
     # every recording of a new hospital (BENCHMARKS.md, "Thresholds").
     threshold_min_positives: int = 5
     # Band-pass (low, high) in Hz applied by the shared preprocessing in training and inference
-    # alike (zero-phase Butterworth, signal.preprocess), or None. Off by default, as measured:
-    # quick profile, 2,000 synthetic training records, 500 test records: challenge metric 0.658
-    # without, 0.644 with 0.5-45 Hz (which also blunts pacing spikes). BENCHMARKS.md.
+    # alike (zero-phase Butterworth, signal.preprocess), or None. Off by default: it did not
+    # help on synthetic or real held-out records, and it blunts pacing spikes (BENCHMARKS.md,
+    # "Band-pass filter").
     band: tuple[float, float] | None = None
     # Not in the paper: synthetic records (ecg_gcn.synth), made inside training and cached
     # (ecg_gcn.synthetic). The network is pre-trained on them alone, then trained on the data
@@ -233,16 +233,12 @@ def _check_choice(config: object, name: str, choices: tuple[str, ...]) -> None:
 
 
 # The quick profile: a CPU run of minutes (the demo's synthetic training records, or the real
-# sample, with the synthetic pool). Measured
-# on 2 cores: one Adam step of the paper's network on 32 x 12 x 5000 takes ~1.5 s, far too slow
-# for a useful number of records and epochs in the demo's ten minutes. A quarter of the widths
-# (8 -> 64 filters, GRU 32) cut the work about 16-fold and keep every layer of the paper's
-# architecture; 6,000 records at this width beat 2,400 at twice it in the same time (test
-# challenge metric 0.77 against 0.67 in ~5 minutes). No dropout: on small data the paper's 0.2
-# after every ReLU stalls learning (6 epochs on 1,080 records: test AUROC 0.53 with it, 0.90
-# without). 10 s windows (the Challenge's short records are mostly 10 s, so 18 s would be half
-# zeros), short patiences, no worker processes (on 2 cores their start-up costs more than
-# reading a memory-mapped cache).
+# sample, with the synthetic pool). The paper's network is too slow on 2 cores for a useful
+# number of records and epochs; a quarter of the widths keeps every layer of its architecture.
+# No dropout: on small data the paper's 0.2 after every ReLU stalls learning. 10 s windows (the
+# Challenge's short records are mostly 10 s, so 18 s would be half zeros), short patiences, no
+# worker processes (on 2 cores their start-up costs more than reading a memory-mapped cache).
+# The measurements behind each choice: BENCHMARKS.md, "The quick profile".
 PROFILES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "paper": (ModelConfig(), TrainConfig()),
     "quick": (

@@ -150,9 +150,8 @@ class BiGRUEncoder(nn.Module):
 
     Not in the paper: the sequence is layer-normalised before the GRU. The last residual block
     adds up every block's shortcut, so its output reaches magnitudes of 30 or more; fed raw, that
-    saturates the GRU's sigmoid and tanh gates and the network barely learns (measured: a batch
-    of 32 synthetic records is not memorised in 120 Adam steps; with the normalisation it is in
-    60, as fast as the CNN alone).
+    saturates the GRU's sigmoid and tanh gates and the network barely learns (BENCHMARKS.md,
+    "The quick profile", has the memorisation test that showed it).
     """
 
     def __init__(self, channels: int, hidden: int, pooling: str, normalise: bool = True):
