@@ -1,6 +1,6 @@
 """Time the scorer on 10,000 recordings made from the golden cases.
 
-    python bench/bench_scorer.py [--n 10000]
+    python bench/bench_scorer.py [--n 10000] [--mixed]
 
 The label headers and output CSVs of tests/data/scorer_cases (all of their corner cases) are
 copied round-robin into a temporary folder until there are N recordings, then the whole command
@@ -24,9 +24,12 @@ from ecg_gcn.benchmark import scorer_folders, scorer_seconds
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="recordings (default 10000)")
+    parser.add_argument(
+        "--mixed", action="store_true", help="every output file with its columns in its own order"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        labels, outputs = scorer_folders(Path(tmp), args.n)
+        labels, outputs = scorer_folders(Path(tmp), args.n, mixed=args.mixed)
         seconds = scorer_seconds(labels, outputs, Path(tmp) / "scores.csv")
         print(f"scorer: {args.n} recordings in {seconds:.3f} s (whole command, best of 3)")
         print((Path(tmp) / "scores.csv").read_text())

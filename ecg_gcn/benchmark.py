@@ -53,8 +53,10 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
 # The scorer.
 
 
-def scorer_folders(folder: Path, n: int) -> tuple[Path, Path]:
-    """The golden cases' label headers and output files copied round-robin, n of each."""
+def scorer_folders(folder: Path, n: int, mixed: bool = False) -> tuple[Path, Path]:
+    """The golden cases' label headers and output files copied round-robin, n of each; with
+    `mixed`, each output file's columns in an order of its own (as if every file came from a
+    different program), which defeats grouping the files by their code line."""
     headers = sorted(SCORER_CASES.glob("*/labels/*.hea"))
     if not headers:
         raise FileNotFoundError(f"{SCORER_CASES}: the scorer's golden cases are missing")
@@ -65,8 +67,27 @@ def scorer_folders(folder: Path, n: int) -> tuple[Path, Path]:
     for i in range(n):
         header, output = pairs[i % len(pairs)]
         shutil.copyfile(header, labels / f"R{i:06d}.hea")
-        shutil.copyfile(output, outputs / f"R{i:06d}.csv")
+        if mixed:
+            text = _shuffle_columns(output.read_text(), np.random.default_rng(i))
+            (outputs / f"R{i:06d}.csv").write_text(text)
+        else:
+            shutil.copyfile(output, outputs / f"R{i:06d}.csv")
     return labels, outputs
+
+
+def _shuffle_columns(text: str, rng: np.random.Generator) -> str:
+    """An output file with the columns of its code, label and score lines permuted alike;
+    comment, blank and malformed files unchanged."""
+    lines = text.splitlines()
+    data = [j for j, line in enumerate(lines) if line.strip() and not line.startswith("#")]
+    widths = {lines[j].count(",") for j in data}
+    if len(data) != 3 or len(widths) != 1:
+        return text
+    order = rng.permutation(widths.pop() + 1)
+    for j in data:
+        fields = lines[j].split(",")
+        lines[j] = ",".join(fields[c] for c in order)
+    return "\n".join(lines) + "\n"
 
 
 def scorer_seconds(labels: Path, outputs: Path, scores: Path, repeats: int = 3) -> float:

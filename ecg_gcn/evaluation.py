@@ -10,7 +10,6 @@ scorer crashes with an IndexError, or silently shifts every later recording's la
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,15 +158,16 @@ def split_output(text_lines: list[str]) -> tuple[str, list[bool], list[float]]:
     return lines[0], binary, _floats(lines[2])
 
 
-def _layout(code_line: str, classes: tuple[str, ...]) -> list[tuple[int, list[int]]]:
-    """For each class present in the code line, its class index and its column(s)."""
+def _layout(code_line: str, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(class index, column) of each column of the code line that is a scored class, ordered
+    by class and then column (a class may have two columns: both members of a pair)."""
     codes = [lbl.representative(code.strip()) for code in code_line.split(",")]
-    layout = []
-    for i, cls in enumerate(classes):
-        columns = [c for c, code in enumerate(codes) if code == cls]
-        if columns:
-            layout.append((i, columns))
-    return layout
+    index = {cls: i for i, cls in enumerate(classes)}
+    pairs = sorted((index[code], c) for c, code in enumerate(codes) if code in index)
+    return (
+        np.array([i for i, _ in pairs], dtype=np.int64),
+        np.array([c for _, c in pairs], dtype=np.int64),
+    )
 
 
 def load_outputs(
@@ -175,11 +175,13 @@ def load_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) binary outputs and (N, K) scores; a malformed file counts as all negative.
 
-    Files are grouped by their code line (a driver writes the same one in every file) and each
-    group is mapped onto the classes in one array operation.
+    Where both members of an equivalent pair are given, the class is positive if either is,
+    and its score is the mean of the two that are not NaN, as the official scorer's nanmean
+    (NaN, then 0, where both are). Files are grouped by their code line (a driver writes the
+    same one in every file); every value then lands on its (recording, class) cell in one
+    `np.bincount`, however many different layouts the files have.
     """
-    binary = np.zeros((len(output_files), len(classes)), dtype=bool)
-    scores = np.zeros((len(output_files), len(classes)))
+    n, k = len(output_files), len(classes)
     groups: dict[str, tuple[list[int], list[list[bool]], list[list[float]]]] = {}
     for row, path in enumerate(output_files):
         try:
@@ -194,16 +196,20 @@ def load_outputs(
         rows.append(row)
         binaries.append(binary_in)
         values.append(scores_in)
+    cells, positive, value = [np.zeros(0, dtype=np.int64)], [np.zeros(0, bool)], [np.zeros(0)]
     for code_line, (rows, binaries, values) in groups.items():
-        group_binary = np.array(binaries, dtype=bool)
-        group_scores = np.array(values, dtype=np.float64)
-        for i, columns in _layout(code_line, classes):
-            # Both members of a pair given: positive if either is; the NaN-ignoring mean score
-            # (NaN where both are NaN, set to 0 below with every other NaN).
-            binary[rows, i] = group_binary[:, columns].any(axis=1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                scores[rows, i] = np.nanmean(group_scores[:, columns], axis=1)
+        class_index, columns = _layout(code_line, classes)
+        # Row-major: a recording's values for one class stay in column order, as nanmean adds.
+        cells.append((np.array(rows)[:, None] * k + class_index[None, :]).ravel())
+        positive.append(np.array(binaries, dtype=bool)[:, columns].ravel())
+        value.append(np.array(values, dtype=np.float64)[:, columns].ravel())
+    cells, positive, value = np.concatenate(cells), np.concatenate(positive), np.concatenate(value)
+    binary = np.bincount(cells[positive], minlength=n * k).reshape(n, k) > 0
+    finite = ~np.isnan(value)
+    total = np.bincount(cells[finite], weights=value[finite], minlength=n * k)
+    count = np.bincount(cells[finite], minlength=n * k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = (total / count).reshape(n, k)
     scores[np.isnan(scores)] = 0.0
     return binary, scores
 

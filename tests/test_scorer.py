@@ -35,6 +35,23 @@ def test_score_files_are_byte_identical_to_the_official_ones(case, tmp_path):
     assert (tmp_path / "class_scores.csv").read_bytes() == expected_classes.read_bytes()
 
 
+def test_files_that_order_their_columns_each_their_own_way_score_the_same(tmp_path):
+    # The official scorer maps every file's columns by its code line: the order is free.
+    from ecg_gcn.benchmark import scorer_folders
+
+    scored = {}
+    for mixed in (False, True):
+        labels, outputs = scorer_folders(tmp_path / str(mixed), 120, mixed=mixed)
+        done = run_scorer(labels, outputs, "scores.csv", "classes.csv", cwd=tmp_path / str(mixed))
+        assert done.returncode == 0, done.stderr
+        scored[mixed] = [
+            (tmp_path / str(mixed) / f).read_bytes() for f in ("scores.csv", "classes.csv")
+        ]
+    code_lines = {(outputs / f"R{i:06d}.csv").read_text().splitlines()[1] for i in range(120)}
+    assert len(code_lines) > 60  # the layouts really differ
+    assert scored[True] == scored[False]
+
+
 def test_printed_lines_match_the_official_ones(tmp_path):
     outputs = CASES / "basic" / "outputs"
     done = run_scorer(CASES / "basic" / "labels", outputs, tmp_path / "s.csv", cwd=tmp_path)
