@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ecg_gcn.config import PROFILE_ENV
+from ecg_gcn.config import PROFILE_ENV, PROFILES, VARIANTS
 from ecg_gcn.labels import ROOT
 from ecg_gcn.records import MAX_FS, MIN_FS, MIN_SECONDS
 
@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     synth.set_defaults(run=_synth)
 
     describe = verbs.add_parser("describe", help="print a profile's network and its size")
-    describe.add_argument("--profile", default="paper", help="paper, quick or smoke")
-    describe.add_argument("--variant", help="a Table 1 variant: 1dcnn, resnet, resnet_bigru, ...")
+    describe.add_argument("--profile", default="paper", choices=PROFILES, help="(default paper)")
+    describe.add_argument("--variant", choices=VARIANTS, help="a row of the paper's Table 1")
     describe.set_defaults(run=_describe)
 
     cv = verbs.add_parser("cv", help="cross-validate beside the baselines")
@@ -331,14 +331,14 @@ def main(argv: list[str] | None = None) -> None:
     cv.add_argument(
         "--min-records", type=int, default=10, help="smallest database scored (default 10)"
     )
-    cv.add_argument("--profile", help="paper, quick or smoke (default: $ECG_GCN_PROFILE)")
+    cv.add_argument("--profile", choices=PROFILES, help="(default: $ECG_GCN_PROFILE)")
     cv.add_argument("--out", default="crossval", help="folder for fold models and the CSV")
     cv.set_defaults(run=_cv)
 
     ablation = verbs.add_parser("ablation", help="the paper's Table 1 on these data")
     ablation.add_argument("data", help="folder of .hea/.mat records")
     ablation.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
-    ablation.add_argument("--profile", help="paper, quick or smoke (default: $ECG_GCN_PROFILE)")
+    ablation.add_argument("--profile", choices=PROFILES, help="(default: $ECG_GCN_PROFILE)")
     ablation.add_argument("--out", default="ablation", help="folder for fold models and the CSV")
     ablation.set_defaults(run=_ablation)
 
@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
 
     bench = verbs.add_parser("bench", help="measure speed and memory on this machine")
     bench.add_argument("--records", type=int, default=2000, help="records (default 2000)")
-    bench.add_argument("--profile", default="paper", help="the network (default paper)")
+    bench.add_argument(
+        "--profile", default="paper", choices=PROFILES, help="the network (default paper)"
+    )
     bench.add_argument("--steps", type=int, default=3, help="timed training steps (default 3)")
     bench.set_defaults(run=_bench)
 

@@ -232,6 +232,14 @@ def _check_choice(config: object, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+# Table 1 of the paper, in its order: ModelConfig overrides of each row (nets.variant).
+VARIANTS: dict[str, dict[str, object]] = {
+    "1dcnn": {"residual": False, "gru": False, "head": "linear"},
+    "resnet": {"residual": True, "gru": False, "head": "linear"},
+    "resnet_bigru": {"residual": True, "gru": True, "head": "linear"},
+    "resnet_bigru_gcn": {"residual": True, "gru": True, "head": "gcn"},
+}
+
 # The quick profile: a CPU run of minutes (the demo's synthetic training records, or the real
 # sample, with the synthetic pool). The paper's network is too slow on 2 cores for a useful
 # number of records and epochs; a quarter of the widths keeps every layer of its architecture.

@@ -26,15 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecg_gcn.config import ModelConfig
-
-# Table 1 of the paper, in its order: ModelConfig overrides of each row.
-VARIANTS: dict[str, dict[str, object]] = {
-    "1dcnn": {"residual": False, "gru": False, "head": "linear"},
-    "resnet": {"residual": True, "gru": False, "head": "linear"},
-    "resnet_bigru": {"residual": True, "gru": True, "head": "linear"},
-    "resnet_bigru_gcn": {"residual": True, "gru": True, "head": "gcn"},
-}
+from ecg_gcn.config import VARIANTS, ModelConfig
 
 
 def variant(name: str, base: ModelConfig | None = None) -> ModelConfig:

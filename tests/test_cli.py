@@ -39,6 +39,19 @@ def test_synth_writes_readable_records(tmp_path):
     assert {records.load_record(tmp_path / "out" / f"{n}.hea").fs for n in names} == {257.0}
 
 
+@pytest.mark.parametrize(
+    "verb, option, value",
+    [("describe", "--profile", "fast"), ("describe", "--variant", "resnet_gcn")],
+)
+def test_an_unknown_profile_or_variant_is_a_usage_error_listing_the_choices(verb, option, value):
+    from ecg_gcn import config
+
+    done = cli(verb, option, value)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+    known = config.PROFILES if option == "--profile" else config.VARIANTS
+    assert all(name in done.stderr for name in known)
+
+
 def test_an_unknown_verb_is_a_usage_error():
     done = cli("train-everything")
     assert done.returncode == 2
