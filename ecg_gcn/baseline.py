@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ecg_gcn import labels as lbl
-from ecg_gcn import records
+from ecg_gcn import outputs, records
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,4 @@ def answer(prevalence: np.ndarray) -> tuple[list[int], list[float], list[str]]:
     positive = prevalence >= 0.5
     if not positive.any():
         positive[int(np.argmax(prevalence))] = True
-    labels = lbl.expand(positive.astype(int))
-    scores = lbl.expand(prevalence)
-    return [int(x) for x in labels], [float(x) for x in scores], list(lbl.SCORED_CODES)
+    return outputs.answer(positive, prevalence)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ecg_gcn import config as cfg
-from ecg_gcn import dataset, nets, scoring, train
+from ecg_gcn import dataset, nets, outputs, scoring, train
 from ecg_gcn.cache import Cache
 from ecg_gcn.labels import source_of
 from ecg_gcn.thresholds import binarize, decide
@@ -57,10 +57,10 @@ def fold_ids(
     return np.array([names.index(s) for s in sources]), names
 
 
-def _scores(labels: np.ndarray, probabilities: np.ndarray, outputs: np.ndarray) -> dict:
+def _scores(labels: np.ndarray, probabilities: np.ndarray, decided: np.ndarray) -> dict:
     return {
-        "challenge_metric": scoring.challenge_metric(labels, outputs),
-        "macro_f1": scoring.f_measure(labels, outputs)[0],
+        "challenge_metric": scoring.challenge_metric(labels, decided),
+        "macro_f1": scoring.f_measure(labels, decided)[0],
         "macro_auroc": scoring.auc(labels, probabilities)[0],
     }
 
@@ -95,8 +95,7 @@ def evaluate_fold(
     results = {"model": _scores(labels, probabilities, decide(probabilities, cut))}
     prevalence = np.tile(cache.labels[train_idx].mean(axis=0), (len(test_idx), 1))
     results["prevalence"] = _scores(labels, prevalence, binarize(prevalence, 0.5))
-    normal = np.zeros_like(labels)
-    normal[:, scoring.lbl.NORMAL_INDEX] = True
+    normal = outputs.always_normal(len(labels))
     results["always normal"] = _scores(labels, normal.astype(float), normal)
     return results
 

@@ -26,7 +26,7 @@ import torch
 
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
-from ecg_gcn import scoring, synthetic, train
+from ecg_gcn import outputs, scoring, synthetic, train
 from ecg_gcn.cache import Cache
 from ecg_gcn.labels import source_of
 from ecg_gcn.thresholds import binarize, decide
@@ -66,11 +66,11 @@ def folds(
     return [(s, np.flatnonzero(sources != s), np.flatnonzero(sources == s)) for s in big]
 
 
-def _scores(truth: np.ndarray, probabilities: np.ndarray, outputs: np.ndarray) -> dict:
-    f1, f1_per_class = scoring.f_measure(truth, outputs)
+def _scores(truth: np.ndarray, probabilities: np.ndarray, decided: np.ndarray) -> dict:
+    f1, f1_per_class = scoring.f_measure(truth, decided)
     macro_auroc, _, auroc_per_class, _ = scoring.auc(truth, probabilities)
     return {
-        "challenge_metric": scoring.challenge_metric(truth, outputs),
+        "challenge_metric": scoring.challenge_metric(truth, decided),
         "macro_f1": f1,
         "macro_auroc": macro_auroc,
         "classes": (auroc_per_class, f1_per_class),
@@ -79,8 +79,7 @@ def _scores(truth: np.ndarray, probabilities: np.ndarray, outputs: np.ndarray) -
 
 def _baselines(prior: np.ndarray, truth: np.ndarray) -> dict[str, dict]:
     prevalence = np.tile(prior, (len(truth), 1))
-    normal = np.zeros_like(truth)
-    normal[:, lbl.NORMAL_INDEX] = True
+    normal = outputs.always_normal(len(truth))
     return {
         "prevalence": _scores(truth, prevalence, binarize(prevalence, 0.5)),
         "always normal": _scores(truth, normal.astype(float), normal),
@@ -176,8 +175,8 @@ def run(
             for model, predictor in predictors.items():
                 probabilities = predictor.probabilities_many(cache.signal(int(i)) for i in test_idx)
                 saved[model.replace(" ", "_")] = probabilities
-                outputs = decide(probabilities, predictor.thresholds)
-                results[model] = _scores(truth, probabilities, outputs)
+                decided = decide(probabilities, predictor.thresholds)
+                results[model] = _scores(truth, probabilities, decided)
             results |= _baselines(cache.labels[train_idx].mean(axis=0), truth)
             fold_dir.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(fold_dir / "probabilities.npz", **saved)

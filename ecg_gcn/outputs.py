@@ -12,6 +12,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ecg_gcn import labels as lbl
 from ecg_gcn.atomic import write_atomically
 
@@ -47,9 +49,27 @@ def write_output(folder: str | Path, recording_file: str, text: str) -> Path:
     return write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def answer(labels: np.ndarray, scores: np.ndarray) -> tuple[list[int], list[float], list[str]]:
+    """(labels, scores, classes) over the 27 scored codes, as `run_12ECG_classifier` returns
+    them, from labels and scores over the 24 classes: both members of an equivalent pair get
+    their class's values; labels are ints 0/1 (the scorer reads `1.0` as negative), scores
+    floats."""
+    return (
+        [int(x) for x in lbl.expand(np.asarray(labels).astype(int))],
+        [float(x) for x in lbl.expand(np.asarray(scores, dtype=np.float64))],
+        list(lbl.SCORED_CODES),
+    )
+
+
+def always_normal(n: int) -> np.ndarray:
+    """(n, 24) labels saying sinus rhythm and nothing else, for n recordings."""
+    labels = np.zeros((n, lbl.NUM_CLASSES), dtype=bool)
+    labels[:, lbl.NORMAL_INDEX] = True
+    return labels
+
+
 def normal_answer() -> tuple[list[int], list[float], list[str]]:
     """(labels, scores, classes) saying sinus rhythm and nothing else: the conservative answer
     for a recording that cannot be read, scored 0 by the challenge metric by construction."""
-    classes = list(lbl.SCORED_CODES)
-    labels = [int(code == lbl.NORMAL_CODE) for code in classes]
-    return labels, [float(x) for x in labels], classes
+    normal = always_normal(1)[0]
+    return answer(normal, normal.astype(np.float64))

@@ -85,12 +85,7 @@ class Predictor:
         """(labels, scores, classes) over the 27 scored codes, as the driver writes them:
         ints 0/1, floats in [0, 1], codes as strings; never an empty label set."""
         probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
-        labels = decide(probabilities[None], self.thresholds)[0]
-        return (
-            [int(x) for x in lbl.expand(labels)],
-            [float(x) for x in lbl.expand(probabilities)],
-            list(lbl.SCORED_CODES),
-        )
+        return outputs.answer(decide(probabilities[None], self.thresholds)[0], probabilities)
 
 
 def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor:

@@ -215,3 +215,22 @@ def test_f_measure_and_accuracy_on_a_hand_made_case():
     assert np.isnan(per_class[2:]).all()
     assert macro == pytest.approx(0.25)
     assert scoring.accuracy(labels, outputs) == 0.25  # only recording 0 matches exactly
+
+
+def test_the_27_code_answer_gives_both_members_of_a_pair_their_class_and_writes_ints():
+    from ecg_gcn import outputs
+
+    labels = np.zeros(lbl.NUM_CLASSES, dtype=bool)
+    scores = np.linspace(0.0, 1.0, lbl.NUM_CLASSES)
+    pair_class = lbl.CLASS_INDEX[lbl.EQUIVALENT_PAIRS[0][0]]
+    labels[pair_class] = True
+    binary, values, classes = outputs.answer(labels, scores)
+    assert classes == list(lbl.SCORED_CODES) and len(classes) == 27
+    assert all(type(x) is int for x in binary) and all(type(x) is float for x in values)
+    for member in lbl.EQUIVALENT_PAIRS[0]:
+        assert binary[classes.index(member)] == 1
+        assert values[classes.index(member)] == scores[pair_class]
+    assert sum(binary) == 2
+    normal, normal_scores, _ = outputs.normal_answer()
+    assert normal == normal_scores and sum(normal) == 1
+    assert normal[classes.index(lbl.NORMAL_CODE)] == 1
