@@ -254,31 +254,11 @@ def fit(
     if main:
         _write_split(model_dir / checkpoint.SPLIT_FILE, cache, train_idx, val_idx)
     pool = synthetic.indices if synthetic is not None else np.zeros(0, dtype=np.int64)
-    graph_labels = cache.labels[np.concatenate([train_idx, pool])]
-    adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
-    model = nets.build_model(model_config, adjacency).to(device)
-    known = None
-    if train_config.mask_unlabelled:
-        seen = np.concatenate([train_idx, pool])
-        known = lbl.known_classes(cache.names, cache.labels, seen, pool)
-        _log_unknown(cache, train_idx, known, main)
-    pretrained = None
-    if synthetic is not None and train_config.synthetic_pretrain_epochs:
-        pretrained = distributed.in_turn(
-            lambda: pretrain(cache, synthetic, model_config, train_config, device, progress),
-            context,
-        )
-        own = {k: v for k, v in pretrained.items() if not k.endswith("adjacency")}
-        model.load_state_dict(own, strict=False)
-        # Pre-training drew random numbers only when it was not cached: start afresh either way.
-        seed_everything(train_config.seed, train_config.deterministic)
-    lr = train_config.lr
-    if pretrained is not None and train_config.synthetic_finetune_lr is not None:
-        lr = train_config.synthetic_finetune_lr
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=train_config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience
+    known = _known(cache, train_idx, pool, train_config, main)
+    model, pretrained = _initial_model(
+        cache, train_idx, synthetic, model_config, train_config, device, context, progress
     )
+    optimizer, scheduler = _optimiser(model, train_config, pretrained)
     # Every process draws its own crops and dropout masks: rank 0 keeps the seed's stream (that
     # of a single-process run), the others start from the seed plus their rank.
     if context.rank:
@@ -339,23 +319,19 @@ def fit(
                 optimizer,
                 progress,
             )
-        val_loss = run.history[-1][2] if main else math.nan
-        # Every process steps its scheduler on the same loss and stops with rank 0.
-        val_loss, stop = distributed.broadcast((val_loss, stop), context)
-        scheduler.step(val_loss)
-        rng = distributed.all_gather((torch.get_rng_state(), generator.get_state()), context)
-        if main:
-            _save_state(
-                model_dir / checkpoint.STATE_FILE,
-                signature,
-                epoch,
-                model,
-                optimizer,
-                scheduler,
-                scaler,
-                rng,
-                run,
-            )
+        stop = _end_epoch(
+            run,
+            epoch,
+            stop,
+            model_dir,
+            signature,
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+            generator,
+            context,
+        )
         if stop:
             break
     return _finish(
@@ -370,6 +346,93 @@ def fit(
         context,
         synthetic,
     )
+
+
+def _known(
+    cache: Cache, train_idx: np.ndarray, pool: np.ndarray, train_config: cfg.TrainConfig, main: bool
+) -> np.ndarray | None:
+    """Which labels the loss may use (labels.known_classes), or None for all."""
+    if not train_config.mask_unlabelled:
+        return None
+    known = lbl.known_classes(cache.names, cache.labels, np.concatenate([train_idx, pool]), pool)
+    _log_unknown(cache, train_idx, known, main)
+    return known
+
+
+def _initial_model(
+    cache: Cache,
+    train_idx: np.ndarray,
+    synthetic: SyntheticPool | None,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    device: torch.device,
+    context: distributed.Context,
+    progress: bool,
+) -> tuple[nets.ECGNet, bool]:
+    """(the network to train, whether it starts from synthetic pre-training). Its label graph
+    comes from the real training records and the synthetic pool together."""
+    pool = synthetic.indices if synthetic is not None else np.zeros(0, dtype=np.int64)
+    graph_labels = cache.labels[np.concatenate([train_idx, pool])]
+    adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
+    model = nets.build_model(model_config, adjacency).to(device)
+    if synthetic is None or not train_config.synthetic_pretrain_epochs:
+        return model, False
+    pretrained = distributed.in_turn(
+        lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
+    )
+    model.load_state_dict(
+        {k: v for k, v in pretrained.items() if not k.endswith("adjacency")}, strict=False
+    )
+    # Pre-training drew random numbers only when it was not cached: start afresh either way.
+    seed_everything(train_config.seed, train_config.deterministic)
+    return model, True
+
+
+def _optimiser(model: torch.nn.Module, train_config: cfg.TrainConfig, pretrained: bool):
+    """(Adam, its plateau schedule): after pre-training at `synthetic_finetune_lr` if set."""
+    lr = train_config.lr
+    if pretrained and train_config.synthetic_finetune_lr is not None:
+        lr = train_config.synthetic_finetune_lr
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=train_config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience
+    )
+    return optimizer, scheduler
+
+
+def _end_epoch(
+    run: _Run,
+    epoch: int,
+    stop: bool,
+    model_dir: Path,
+    signature: str,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    generator: torch.Generator,
+    context: distributed.Context,
+) -> bool:
+    """Every process: step the schedule on rank 0's validation loss, save the state to resume
+    from (rank 0); True when rank 0 says stop."""
+    val_loss = run.history[-1][2] if context.is_main else math.nan
+    # Every process steps its scheduler on the same loss and stops with rank 0.
+    val_loss, stop = distributed.broadcast((val_loss, stop), context)
+    scheduler.step(val_loss)
+    rng = distributed.all_gather((torch.get_rng_state(), generator.get_state()), context)
+    if context.is_main:
+        _save_state(
+            model_dir / checkpoint.STATE_FILE,
+            signature,
+            epoch,
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+            rng,
+            run,
+        )
+    return stop
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
