@@ -1,7 +1,7 @@
 # make demo   train and score the entry on freshly made synthetic data (a few minutes on a CPU)
 # make test   the whole test suite
 # make lint   ruff and hadolint, as CI runs them
-# make bench  speed: `python -m ecg_gcn bench` and bench/ (figures in BENCHMARKS.md)
+# make bench  speed: `python -m bench.benchmark` and bench/ (figures in BENCHMARKS.md)
 # make bench-memory  peak memory of training on 20,000 synthetic records (minutes)
 #
 # Each target first builds the virtual environment .venv from requirements*.txt (once).
@@ -29,11 +29,11 @@ lint: $(STAMP)
 	$(VENV)/bin/hadolint Dockerfile
 
 bench: $(STAMP)
-	$(PY) -m ecg_gcn bench
-	$(PY) bench/bench_model.py --profile quick
+	$(PY) -m bench.benchmark
+	$(PY) -m bench.bench_model --profile quick
 
 bench-memory: $(STAMP)
-	$(PY) bench/bench_memory.py --n 20000 --profile quick --epochs 1
+	$(PY) -m bench.bench_memory --n 20000 --profile quick --epochs 1
 
 demo: $(STAMP)
 	$(PY) -m ecg_gcn demo $(DEMO)

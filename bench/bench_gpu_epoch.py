@@ -1,6 +1,6 @@
 """Seconds of one training epoch of the `paper` network, and the GPU's utilisation meanwhile.
 
-    python bench/bench_gpu_epoch.py [--n 43101] [--data DIR] [--profile paper] [--batches N]
+    python -m bench.bench_gpu_epoch [--n 43101] [--data DIR] [--profile paper] [--batches N]
 
 Writes N synthetic 10 s, 500 Hz records into DIR (default: a folder under the system's temporary
 folder, kept and reused; 43,101 is the size of the 2020 training set), builds their
@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
 import numpy as np
 import torch
 
+from bench.benchmark import synthetic_folder
 from ecg_gcn import config, distributed, graph, nets, train
-from ecg_gcn.benchmark import synthetic_folder
 from ecg_gcn.cache import build_cache
 from ecg_gcn.device import pick_device, precision
 

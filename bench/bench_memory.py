@@ -1,6 +1,6 @@
 """Peak resident memory of training on many records (the issue's 20,000).
 
-    python bench/bench_memory.py [--data DIR] [--n 20000] [--profile quick] [--epochs 1]
+    python -m bench.bench_memory [--data DIR] [--n 20000] [--profile quick] [--epochs 1]
                                  [--seconds LIMIT]
 
 Writes N synthetic records into DIR (default: a folder under the system's temporary folder,
@@ -20,18 +20,15 @@ import argparse
 import dataclasses
 import os
 import resource
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
 import torch
 
+from bench.benchmark import synthetic_folder
 from ecg_gcn import config, train
-from ecg_gcn.benchmark import synthetic_folder
 
 
 def status_kib(field: str, pid: str = "self") -> int:

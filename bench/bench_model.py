@@ -1,29 +1,26 @@
 """Training and inference speed of one profile's network on this machine.
 
-    python bench/bench_model.py [--profile paper] [--steps 3] [--records 20]
+    python -m bench.bench_model [--profile paper] [--steps 3] [--records 20]
 
 Prints, for the chosen profile's network: its parameters and forward GFLOP per 18 s window;
 training records per second (Adam steps on batches of the profile's windows, after a warm-up
 step); inference milliseconds per 10 s recording through the organisers' path (reading the
 .mat file and header, then run_12ECG_classifier), with the share of the machine's float32
-matrix-multiply rate that implies. `python -m ecg_gcn bench` gives the whole table.
+matrix-multiply rate that implies. `python -m bench.benchmark` gives the whole table.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
+from bench.benchmark import driver_seconds, matmul_rate, random_model, training_rate
 from ecg_gcn import config, nets, predict, synth
 from ecg_gcn import labels as lbl
-from ecg_gcn.benchmark import driver_seconds, matmul_rate, random_model, training_rate
 
 
 def main() -> None:

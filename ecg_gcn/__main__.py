@@ -6,7 +6,8 @@ demo [FOLDER]                the whole official flow on synthetic data, scored
 cv DATA / ablation DATA      cross-validation beside baselines / the paper's Table 1
 report MODEL                 figures and a summary of a trained model
 download DIR                 the 2020 training data from PhysioNet, every record flat in DIR
-bench                        speed and memory: scorer, cache, loading, training, inference
+
+The speed and memory benchmarks live beside the package, in bench/ (`make bench`).
 """
 
 from __future__ import annotations
@@ -279,22 +280,6 @@ def _download(args: argparse.Namespace) -> None:
     print(f"records in {args.folder}: python train_model.py {folder} MODEL_DIR")
 
 
-def _bench(args: argparse.Namespace) -> None:
-    import torch
-
-    from ecg_gcn import benchmark
-
-    print(
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"{args.records} synthetic 10 s 500 Hz records, {args.profile} network",
-        flush=True,
-    )
-    rows = benchmark.run(
-        args.records, args.profile, args.steps, log=lambda line: print(line, file=sys.stderr)
-    )
-    print(benchmark.format_table(rows))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ecg_gcn", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -375,14 +360,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     download.add_argument("--jobs", type=int, help="files fetched at once (default 8)")
     download.set_defaults(run=_download)
-
-    bench = verbs.add_parser("bench", help="measure speed and memory on this machine")
-    bench.add_argument("--records", type=int, default=2000, help="records (default 2000)")
-    bench.add_argument(
-        "--profile", default="paper", choices=PROFILES, help="the network (default paper)"
-    )
-    bench.add_argument("--steps", type=int, default=3, help="timed training steps (default 3)")
-    bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
     if args.verb == "report" and args.outputs and not args.labels:

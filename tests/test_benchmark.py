@@ -1,4 +1,4 @@
-"""`python -m ecg_gcn bench`: every row measured, and the re-reading baseline reads right."""
+"""`python -m bench.benchmark`: every row measured, and the re-reading baseline reads right."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 import numpy as np
 import torch
 
-from ecg_gcn import benchmark, dataset, synth
+from bench import benchmark
+from ecg_gcn import dataset, synth
 from ecg_gcn.cache import build_cache
 
 

@@ -37,7 +37,7 @@ def test_score_files_are_byte_identical_to_the_official_ones(case, tmp_path):
 
 def test_files_that_order_their_columns_each_their_own_way_score_the_same(tmp_path):
     # The official scorer maps every file's columns by its code line: the order is free.
-    from ecg_gcn.benchmark import scorer_folders
+    from bench.benchmark import scorer_folders
 
     scored = {}
     for mixed in (False, True):

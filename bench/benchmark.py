@@ -1,4 +1,8 @@
-"""`python -m ecg_gcn bench`: the speed and memory figures of BENCHMARKS.md, measured here.
+"""The speed and memory figures of BENCHMARKS.md, measured here.
+
+    python -m bench.benchmark [--records 2000] [--profile paper] [--steps 3]
+
+(from the repository root; `make bench` runs it.)
 
 One table: the scorer on 10,000 recordings; the preprocessing cache's build rate; one epoch of
 loading crops from the cache against reading and resampling every `.mat` file again; training
@@ -11,6 +15,7 @@ record) written to a temporary folder, and with the `paper` network unless told 
 
 from __future__ import annotations
 
+import argparse
 import resource
 import shutil
 import subprocess
@@ -28,8 +33,8 @@ from scipy.io import loadmat
 from ecg_gcn import cache as preprocessing
 from ecg_gcn import config, dataset, graph, nets, predict, records, signal, synth
 from ecg_gcn import labels as lbl
-from ecg_gcn.labels import ROOT
 
+ROOT = Path(__file__).resolve().parents[1]
 SCORER_CASES = ROOT / "tests" / "data" / "scorer_cases"
 
 
@@ -318,3 +323,28 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(
         f"{r.measure:<{widths[0]}}  {r.value:>{widths[1]}}  {r.note}".rstrip() for r in rows
     )
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000, help="records (default 2000)")
+    parser.add_argument(
+        "--profile", default="paper", choices=config.PROFILES, help="the network (default paper)"
+    )
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps (default 3)")
+    args = parser.parse_args(argv)
+    print(
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"{args.records} synthetic 10 s 500 Hz records, {args.profile} network",
+        flush=True,
+    )
+    rows = run(args.records, args.profile, args.steps, log=_to_stderr)
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()
