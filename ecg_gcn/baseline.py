@@ -14,6 +14,7 @@ import numpy as np
 
 from ecg_gcn import labels as lbl
 from ecg_gcn import outputs, records
+from ecg_gcn.header import HeaderError, parse_header
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,8 @@ def fit(data_dir: str | Path) -> np.ndarray:
     for name in names:
         path = Path(data_dir) / f"{name}.hea"
         try:
-            header = records.parse_header(path.read_bytes(), path=path)
-        except (OSError, records.HeaderError) as error:
+            header = parse_header(path.read_bytes(), path=path)
+        except (OSError, HeaderError) as error:
             logger.warning("skipping %s: %s", path, error)
             continue
         counts += records.labels_of(header)

@@ -33,8 +33,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from ecg_gcn import header, records, signal
 from ecg_gcn import labels as lbl
-from ecg_gcn import records, signal
 from ecg_gcn.atomic import write_atomically
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ CACHE_ENV = "ECG_GCN_CACHE"
 # Records per shard file: small enough to balance the work over the cores and to show
 # progress, large enough that 43,101 records make under two hundred files.
 RECORDS_PER_SHARD = 256
-_LEADS = len(records.LEADS)
+_LEADS = len(header.LEADS)
 
 
 def default_cache_root() -> Path:

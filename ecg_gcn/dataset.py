@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ecg_gcn import records
+from ecg_gcn import header
 from ecg_gcn.cache import Cache
 
 
@@ -57,7 +57,7 @@ class CropDataset(torch.utils.data.Dataset):
         draws = torch.rand(len(chosen), dtype=torch.float64).numpy()
         starts = (draws * (spare + 1)).astype(np.int64) if self.random_crop else 0 * spare
         lengths = np.minimum(self.cache.lengths[chosen] - starts, self.length)
-        x = np.empty((len(chosen), len(records.LEADS), self.length), dtype=np.float16)
+        x = np.empty((len(chosen), len(header.LEADS), self.length), dtype=np.float16)
         rows = zip(x, chosen.tolist(), starts.tolist(), lengths.tolist(), strict=True)
         for row, i, start, m in rows:
             self.cache.read_into(i, row[:, :m], start)

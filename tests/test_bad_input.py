@@ -24,7 +24,8 @@ import scipy.sparse
 import torch
 
 from ecg_gcn import labels as lbl
-from ecg_gcn import outputs, predict, records, synth
+from ecg_gcn import outputs, predict, synth
+from ecg_gcn.header import LEADS
 
 ROOT = Path(__file__).resolve().parents[1]
 NORMAL = lbl.NORMAL_CODE
@@ -41,7 +42,7 @@ def header(
     n_samples: int,
     *,
     fs: float | str = FS,
-    leads: tuple[str, ...] = records.LEADS,
+    leads: tuple[str, ...] = LEADS,
     gain: str = "1000/mV",
     comments: tuple[str, ...] = ("#Age: 60", "#Sex: Male", f"#Dx: {NORMAL}"),
 ) -> str:
@@ -183,8 +184,8 @@ def _upper_case(folder: Path, name: str) -> None:
 
 
 LIMB = ("I", "II", "III", "aVR", "aVL", "aVF")
-PERMUTED = records.LEADS[6:] + records.LEADS[:6]
-GOOD_LEADS = "".join(f"NAME.mat 16 1000/mV 16 0 0 0 0 {lead}\n" for lead in records.LEADS)
+PERMUTED = LEADS[6:] + LEADS[:6]
+GOOD_LEADS = "".join(f"NAME.mat 16 1000/mV 16 0 0 0 0 {lead}\n" for lead in LEADS)
 CASES: dict[str, Case] = {
     "missing_header": Case(_missing_header, "normal"),
     "truncated_mat": Case(_truncated, "normal"),
@@ -198,7 +199,7 @@ CASES: dict[str, Case] = {
     "flat_lead": Case(_flat_lead, "model"),
     "six_limb_leads": Case(_lead_set(LIMB), "model"),
     "lead_II_only": Case(_lead_set(("II",)), "model"),
-    "fifteen_leads": Case(_lead_set((*records.LEADS, "X", "Y", "Z")), "model"),
+    "fifteen_leads": Case(_lead_set((*LEADS, "X", "Y", "Z")), "model"),
     "unknown_lead_names": Case(_lead_set(tuple(f"ch{i}" for i in range(12))), "normal"),
     "permuted_leads": Case(_lead_set(PERMUTED), "model"),
     "fs_257": Case(_rate(257), "model"),

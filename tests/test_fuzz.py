@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecg_gcn import labels as lbl
-from ecg_gcn import predict, records
+from ecg_gcn import predict
+from ecg_gcn.header import LEADS, Header, HeaderError, parse_header
 
-NAMES = [*records.LEADS, "avr", "v1", "X", "lead13", "", "II II"]
+NAMES = [*LEADS, "avr", "v1", "X", "lead13", "", "II II"]
 NUMBERS = st.one_of(
     st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
@@ -66,10 +67,10 @@ def header_texts(draw) -> str:
 @given(st.one_of(header_texts(), TEXT, st.binary(max_size=200)))
 def test_parse_header_returns_a_header_or_raises_header_error(source):
     try:
-        parsed = records.parse_header(source)
-    except records.HeaderError:
+        parsed = parse_header(source)
+    except HeaderError:
         return
-    assert isinstance(parsed, records.Header)
+    assert isinstance(parsed, Header)
     assert parsed.n_leads == len(parsed.gains) == len(parsed.lead_names)
     assert parsed.fs > 0 and all(gain > 0 for gain in parsed.gains)
 
@@ -77,8 +78,8 @@ def test_parse_header_returns_a_header_or_raises_header_error(source):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(lead_lines(), comment_lines, TEXT, st.binary(max_size=40)), max_size=20))
 def test_parse_header_accepts_lines_as_the_driver_passes_them(lines):
-    with contextlib.suppress(records.HeaderError):
-        assert isinstance(records.parse_header(lines), records.Header)
+    with contextlib.suppress(HeaderError):
+        assert isinstance(parse_header(lines), Header)
 
 
 # ---------------------------------------------------------------------------------------------

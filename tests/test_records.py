@@ -12,7 +12,8 @@ import pytest
 import scipy.io
 
 from ecg_gcn import labels, records, signal
-from ecg_gcn.records import LEADS, HeaderError, RecordError, parse_header
+from ecg_gcn.header import DEFAULT_GAIN, LEADS, Header, HeaderError, parse_header
+from ecg_gcn.records import RecordError
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "real_sample"
 # The real records whose headers state a wrong gain (see shared/real_sample/PROVENANCE.md).
@@ -34,7 +35,7 @@ def lead_line(gain_field: str, name: str = "I", tail: str = "16 0 0 0 0") -> str
     return f"x.mat 16+24 {gain_field} {tail} {name}"
 
 
-def parse_leads(*lines: str) -> records.Header:
+def parse_leads(*lines: str) -> Header:
     return parse_header(header_text(record_line=f"x {len(lines)} 500 10", lead_lines=list(lines)))
 
 
@@ -79,9 +80,9 @@ def test_sample_count_is_optional():
         ("1000(12)/mV", 1000.0, 12),  # WFDB: baseline in parentheses
         ("1000.0(-3)/mv", 1000.0, -3),
         ("1/uV", 1000.0, 0),
-        ("0/mV", records.DEFAULT_GAIN, 0),  # zero: missing
-        ("-5/mV", records.DEFAULT_GAIN, 0),  # negative: missing
-        ("abc/mV", records.DEFAULT_GAIN, 0),
+        ("0/mV", DEFAULT_GAIN, 0),  # zero: missing
+        ("-5/mV", DEFAULT_GAIN, 0),  # negative: missing
+        ("abc/mV", DEFAULT_GAIN, 0),
     ],
 )
 def test_gain_field_forms(gain_field, gain, baseline):
@@ -91,7 +92,7 @@ def test_gain_field_forms(gain_field, gain, baseline):
 
 def test_missing_gain_is_the_wfdb_default_and_noted():
     header = parse_leads("x.mat 16")
-    assert header.gains == (records.DEFAULT_GAIN,)
+    assert header.gains == (DEFAULT_GAIN,)
     assert header.lead_names == ("I",)  # no name: the standard order by position
     assert len(header.notes) == 2
 
