@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from ecg_gcn.header import LEADS
 from ecg_gcn.labels import SCORED_CODES
-from ecg_gcn.synth_beats import LEADS, Plan, render
+from ecg_gcn.synth_beats import Plan, render
 
 LABEL_SETS_CSV = Path(__file__).resolve().parent / "data" / "label_sets.csv"
 

@@ -18,8 +18,8 @@ import scipy.io
 from scipy import signal as sps
 
 from ecg_gcn import synth
+from ecg_gcn.header import LEADS
 from ecg_gcn.labels import CLASSES, SCORED_CODES, encode
-from ecg_gcn.synth_beats import LEADS
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_CSV = REPO / ".." / "shared" / "reference" / "scored_labels_2020.csv"
