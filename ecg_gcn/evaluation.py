@@ -75,13 +75,21 @@ def _regular_files(folder: str) -> set[str]:
         return {entry.name for entry in entries if entry.is_file()}
 
 
+def label_names(label_dir: str | Path) -> list[str]:
+    """The label headers of a folder as the scorer finds them: `.hea` in any case, no hidden
+    files, sorted."""
+    return sorted(
+        name
+        for name in _regular_files(str(label_dir))
+        if name.lower().endswith(".hea") and not name.startswith(".")
+    )
+
+
 def find_challenge_files(label_dir: str, output_dir: str) -> tuple[list[str], list[str]]:
     """Pairs of (label header, output CSV), sorted by header name; every header needs its CSV."""
     outputs = _regular_files(output_dir)
     label_files, output_files = [], []
-    for name in sorted(_regular_files(label_dir)):
-        if not name.lower().endswith(".hea") or name.startswith("."):
-            continue
+    for name in label_names(label_dir):
         csv_name = os.path.splitext(name)[0] + ".csv"
         if csv_name not in outputs:
             raise EvaluationError(f"Output file {csv_name} not found for label file {name}.")

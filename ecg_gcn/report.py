@@ -12,7 +12,6 @@ challenge metric's confusion matrix, with the scores beside the always-normal ba
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +83,7 @@ def read_scores(labels_dir: Path, outputs_dir: Path | None) -> tuple[np.ndarray,
     """The labels of `labels_dir` (classes in the scorer's order) and, with outputs, the scores."""
     classes = lbl.CLASSES
     if outputs_dir is None:
-        files = sorted(
-            str(labels_dir / name)
-            for name in os.listdir(labels_dir)
-            if name.lower().endswith(".hea") and not name.startswith(".")
-        )
+        files = [str(labels_dir / name) for name in evaluation.label_names(labels_dir)]
         if not files:
             raise evaluation.EvaluationError(f"{labels_dir}: no .hea label files")
         return evaluation.load_labels(files, classes), None
