@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,28 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.benchmark import synthetic_folder
+from bench.benchmark import gpu_utilisation_sampler, synthetic_folder
 from ecg_gcn import config, distributed, graph, nets, train
 from ecg_gcn.cache import build_cache
 from ecg_gcn.device import pick_device, precision
-
-
-def utilisation_sampler() -> subprocess.Popen | None:
-    """nvidia-smi printing the GPU's utilisation (%) every 200 ms, or None without it."""
-    try:
-        return subprocess.Popen(
-            [
-                "nvidia-smi",
-                "--query-gpu=utilization.gpu",
-                "--format=csv,noheader,nounits",
-                "-lms",
-                "200",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-    except OSError:
-        return None
 
 
 def main() -> None:
@@ -73,7 +54,7 @@ def main() -> None:
     )
     loader.sampler.set_epoch(1)
 
-    sampler = utilisation_sampler() if device.type == "cuda" else None
+    sampler = gpu_utilisation_sampler() if device.type == "cuda" else None
     model.train()
     seen, start = 0, time.perf_counter()
     for batch, (x, y) in enumerate(loader, 1):

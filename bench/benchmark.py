@@ -201,6 +201,24 @@ def synthetic_folder(folder: Path, n: int, seed: int, prefix: str, **kwargs) -> 
     return records.find_records(folder)
 
 
+def gpu_utilisation_sampler() -> subprocess.Popen | None:
+    """nvidia-smi printing the GPU's utilisation (%) every 200 ms, or None without it."""
+    try:
+        return subprocess.Popen(
+            [
+                "nvidia-smi",
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "200",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    except OSError:
+        return None
+
+
 def _mixed(folder: Path, n: int) -> tuple[Path, list[str]]:
     """n synthetic records as the Challenge mixes them: mostly 10 s at 500 Hz, some 6-60 s, some
     at 1000 Hz (PTB) and 257 Hz (INCART); see `synth`."""

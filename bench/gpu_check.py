@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.benchmark import gpu_utilisation_sampler
 from ecg_gcn import (
     checkpoint,
     config,
@@ -231,7 +232,7 @@ def worker_sweep(trainer: Trainer, counts: list[int], batches: int) -> dict:
 
 
 def epoch(trainer: Trainer, workers: int, batches: int | None) -> dict:
-    sampler = _utilisation_sampler() if trainer.device.type == "cuda" else None
+    sampler = gpu_utilisation_sampler() if trainer.device.type == "cuda" else None
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = trainer.steps(trainer.loader(workers), batches, skip=10 if batches is None else 1)
@@ -247,23 +248,6 @@ def epoch(trainer: Trainer, workers: int, batches: int | None) -> dict:
         round(len(trainer.cache) / result["records_per_s"], 1) if result["records_per_s"] else None
     )
     return figures
-
-
-def _utilisation_sampler() -> subprocess.Popen | None:
-    try:
-        return subprocess.Popen(
-            [
-                "nvidia-smi",
-                "--query-gpu=utilization.gpu",
-                "--format=csv,noheader,nounits",
-                "-lms",
-                "200",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-    except OSError:
-        return None
 
 
 def compiled_rate(cache: Cache, profile: str, workers: int, batches: int) -> dict:
@@ -318,13 +302,7 @@ def nccl(folder: Path, records: Path) -> dict:
         )
         figures["all_reduce"] = done.stdout.strip() or done.stderr.strip()[-300:]
     small = folder / "nccl_data"
-    small.mkdir(exist_ok=True)
-    names = sorted(p.stem for p in records.glob("*.hea"))[:64]
-    for name in names:
-        for suffix in (".hea", ".mat"):
-            target = small / f"{name}{suffix}"
-            if not target.exists():
-                target.symlink_to(records / f"{name}{suffix}")
+    names = _linked_subset(records, small, 64)
     model, out = folder / "nccl_model", folder / "nccl_outputs"
     env = {**os.environ, "ECG_GCN_PROFILE": "smoke", "ECG_GCN_CACHE": str(folder / "nccl_cache")}
     start = time.perf_counter()
@@ -341,15 +319,7 @@ def nccl(folder: Path, records: Path) -> dict:
     if done.returncode:
         figures["torchrun_train_error"] = done.stderr.strip()[-500:]
         return figures
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "driver.py"), str(model), str(small), str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    figures["driver_rc"] = done.returncode
-    figures["driver_outputs"] = len(list(out.glob("*.csv"))) if out.is_dir() else 0
+    figures["driver_rc"], figures["driver_outputs"], _ = _run_driver(model, small, out)
     figures["recordings"] = len(names)
     return figures
 
@@ -357,13 +327,7 @@ def nccl(folder: Path, records: Path) -> dict:
 def inference(trainer: Trainer, folder: Path, records: Path, n: int) -> dict:
     """driver.py over n recordings, with the trainer's network as it stands."""
     subset = folder / "infer_data"
-    subset.mkdir(exist_ok=True)
-    names = sorted(p.stem for p in records.glob("*.hea"))[:n]
-    for name in names:
-        for suffix in (".hea", ".mat"):
-            target = subset / f"{name}{suffix}"
-            if not target.exists():
-                target.symlink_to(records / f"{name}{suffix}")
+    names = _linked_subset(records, subset, n)
     model = folder / "model"
     model.mkdir(exist_ok=True)
     checkpoint.save(
@@ -373,23 +337,40 @@ def inference(trainer: Trainer, folder: Path, records: Path, n: int) -> dict:
         trainer.train_config,
         np.full(24, 0.5),
     )
-    out = folder / "infer_outputs"
+    returncode, outputs, seconds = _run_driver(model, subset, folder / "infer_outputs")
+    return {
+        "driver_rc": returncode,
+        "recordings": len(names),
+        "outputs": outputs,
+        "seconds_with_start_up": round(seconds, 1),
+        "ms_per_recording": round(1000 * seconds / max(len(names), 1), 2),
+    }
+
+
+def _linked_subset(records: Path, folder: Path, n: int) -> list[str]:
+    """The first n records of `records` (by name), linked into `folder`; their names."""
+    folder.mkdir(exist_ok=True)
+    names = sorted(p.stem for p in records.glob("*.hea"))[:n]
+    for name in names:
+        for suffix in (".hea", ".mat"):
+            target = folder / f"{name}{suffix}"
+            if not target.exists():
+                target.symlink_to(records / f"{name}{suffix}")
+    return names
+
+
+def _run_driver(model: Path, data: Path, out: Path) -> tuple[int, int, float]:
+    """(exit status, output files written, seconds) of `driver.py MODEL DATA OUT`."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, str(ROOT / "driver.py"), str(model), str(subset), str(out)],
+        [sys.executable, str(ROOT / "driver.py"), str(model), str(data), str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=900,
     )
     seconds = time.perf_counter() - start
-    return {
-        "driver_rc": done.returncode,
-        "recordings": len(names),
-        "outputs": len(list(out.glob("*.csv"))) if out.is_dir() else 0,
-        "seconds_with_start_up": round(seconds, 1),
-        "ms_per_recording": round(1000 * seconds / max(len(names), 1), 2),
-    }
+    return done.returncode, len(list(out.glob("*.csv"))) if out.is_dir() else 0, seconds
 
 
 def main(argv: list[str] | None = None) -> None:
