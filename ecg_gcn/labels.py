@@ -149,7 +149,7 @@ def known_classes(
 ) -> np.ndarray:
     """Which of each record's 24 labels are known: (records, classes) bool.
 
-    The 2020 databases were labelled with different code lists: CPSC's 6,877 recordings carry 8
+    The 2020 databases were labelled with different code lists: CPSC's 6,877 recordings carry 6
     of the 24 classes, and none says sinus tachycardia or left axis deviation, which its
     recordings show at their usual rates. A missing label there means "not looked for", not
     "absent". A class is unknown for a database's records when none of its records among
