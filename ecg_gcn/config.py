@@ -157,7 +157,7 @@ class TrainConfig:
     # nearer what the simulator taught it.
     synthetic_finetune_lr: float | None = None
     # Not in the paper: the loss leaves out the labels a record's database never gives
-    # (labels.known_classes): CPSC labels 8 of the 24 classes, and its records taught the
+    # (labels.known_classes): CPSC labels 6 of the 24 classes, and its records taught the
     # network that their tachycardias and axis deviations were absent. README, "New hospitals".
     mask_unlabelled: bool = True
     # Augmentation of the training batches (ecg_gcn.augment); off unless a profile sets it.
