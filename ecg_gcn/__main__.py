@@ -314,7 +314,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     cv.add_argument("--seeds", type=int, nargs="+", default=[0], help="(--by-source, --train-on)")
     cv.add_argument(
-        "--min-records", type=int, default=10, help="smallest database scored (default 10)"
+        "--min-records",
+        type=int,
+        default=10,
+        help="fewest labelled records of a database scored (default 10)",
     )
     cv.add_argument("--profile", choices=PROFILES, help="(default: $ECG_GCN_PROFILE)")
     cv.add_argument("--out", default="crossval", help="folder for fold models and the CSV")

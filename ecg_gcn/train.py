@@ -91,6 +91,8 @@ def _validate(
     # A generator: the validation records are read one by one, never all held at once.
     probabilities = predictor.probabilities_many(cache.signal(int(i)) for i in indices)
     truth = cache.labels[indices].astype(np.float64)
+    if not truth.size:  # a handful of training records can leave no validation part
+        return probabilities, float("nan")
     clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
     loss = -np.mean(truth * np.log(clipped) + (1 - truth) * np.log(1 - clipped))
     return probabilities, float(loss)

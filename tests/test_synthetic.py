@@ -156,28 +156,41 @@ def test_early_stopping_waits_exactly_its_patience(small_records, tmp_path):
     assert len(rows) == best + 1 + 2 or len(rows) == 8
 
 
-def test_the_protocol_folds_leave_out_each_big_database_or_train_on_one(tmp_path):
+def _records(folder, prefix: str, code_sets: list[list[str]], seed: int) -> None:
+    """One short record per code set, named as `prefix`'s database names its records."""
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, codes in enumerate(code_sets):
+        signal, _ = synth.synthesize(rng, codes, 500, 4.0)
+        synth.write_record(folder, f"{prefix}{i + 1:04d}", signal, 500, codes, 60, "Male")
+
+
+def test_the_protocol_holds_out_each_database_with_enough_labelled_records(tmp_path):
     folder = tmp_path / "data"
-    synth.generate(folder, 4, seed=1, prefix="A", seconds=6.0)
-    synth.generate(folder, 3, seed=2, prefix="E", seconds=6.0)
-    synth.generate(folder, 2, seed=3, prefix="HR", seconds=6.0)
+    unscored = [synth.LVH]  # a real diagnosis outside the 27 scored codes
+    _records(folder, "A", [[synth.NSR], [synth.AF], [synth.IAVB], [synth.NSR]], seed=1)
+    _records(folder, "E", [[synth.NSR], [synth.AF], unscored, unscored, unscored], seed=2)
+    _records(folder, "HR", [[synth.NSR], [synth.SB], [synth.LAD]], seed=3)
     cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
     plan = hospitals.folds(cache, min_records=3)
-    assert [held for held, _, _ in plan] == ["CPSC", "Georgia"]  # PTB-XL has only 2
+    # Georgia has five records but two labelled ones: its unlabelled three cannot move the score.
+    assert [held for held, _, _ in plan] == ["CPSC", "PTB-XL"]
     for held, train_idx, test_idx in plan:
         assert {lbl.source_of(cache.names[i]) for i in test_idx} == {held}
-        assert not set(train_idx) & set(test_idx) and len(train_idx) + len(test_idx) == 9
+        assert not set(train_idx) & set(test_idx) and len(train_idx) + len(test_idx) == 12
     plan = hospitals.folds(cache, train_on=["CPSC"], min_records=2)
     assert [held for held, _, _ in plan] == ["Georgia", "PTB-XL"]
     assert all({cache.names[i][0] for i in train_idx} == {"A"} for _, train_idx, _ in plan)
     with pytest.raises(ValueError, match="no records of INCART"):
         hospitals.folds(cache, train_on=["INCART"])
+    with pytest.raises(ValueError, match="fewer than two databases of 4 or more labelled"):
+        hospitals.folds(cache, min_records=4)
 
 
 def test_the_protocol_scores_every_model_beside_the_baselines(tmp_path):
     folder = tmp_path / "data"
-    synth.generate(folder, 8, seed=1, prefix="A", seconds=6.0)
-    synth.generate(folder, 6, seed=2, prefix="E", seconds=6.0)
+    _records(folder, "A", [[synth.NSR], [synth.AF], [synth.IAVB], [synth.RAD]] * 2, seed=1)
+    _records(folder, "E", [[synth.NSR], [synth.AF], [synth.SB]] * 2, seed=2)
     cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
     model_config = config.profile("smoke")[0]
     rows, class_rows = hospitals.run(
@@ -199,11 +212,18 @@ def test_the_protocol_scores_every_model_beside_the_baselines(tmp_path):
             ("leave one out", "CPSC"),
             ("leave one out", "Georgia"),
             ("trained on CPSC", "Georgia"),
+            ("leave one out", hospitals.ONE_SET),
+            ("trained on CPSC", hospitals.ONE_SET),
         )
     }
     assert [r["model"] for r in rows[:5]] == list(hospitals.MODELS)
-    assert len(rows) == 6 * 5 and len(class_rows) == len(rows) * 24
+    per_fold = [r for r in rows if r["held_out"] != hospitals.ONE_SET]
+    assert len(per_fold) == 6 * 5 and len(class_rows) == len(per_fold) * 24
     assert all(r["challenge_metric"] == 0 for r in rows if r["model"] == "always normal")
+    # The one-set row scores the held-out records of both folds together.
+    one_set = [r for r in rows if r["held_out"] == hospitals.ONE_SET]
+    assert {r["records"] for r in one_set if r["protocol"] == "leave one out"} == {14}
+    assert {r["records"] for r in one_set if r["protocol"] == "trained on CPSC"} == {6}
     # One synthetic-only model per seed scores every fold.
     assert len(list((tmp_path / "work").glob("seed*/synthetic-only/model.pt"))) == 2
     saved = np.load(
@@ -213,7 +233,8 @@ def test_the_protocol_scores_every_model_beside_the_baselines(tmp_path):
     assert saved["default_validation"].shape == saved["default_validation_labels"].shape
     tables = hospitals.summary(rows).split("\n\n")
     assert [t.split(":")[0] for t in tables] == ["leave one out", "trained on CPSC"]
-    assert all("synthetic only" in t and t.splitlines()[-1].split()[0] == "mean" for t in tables)
+    assert all("synthetic only" in t and t.splitlines()[-2].split()[0] == "mean" for t in tables)
+    assert all(t.splitlines()[-1].startswith(f"{hospitals.ONE_SET:>14}") for t in tables)
 
 
 def test_the_ablation_shows_the_synthetic_records_as_a_row_of_their_own(tmp_path):
