@@ -31,12 +31,12 @@ def main() -> None:
     args = parser.parse_args()
 
     model_config, train_config = config.profile(args.profile)
-    window = train_config.window_samples
+    window = train_config.preprocess.window
     model = random_model(model_config)
     gflop = nets.forward_flops(model, window)
     print(
         f"profile {args.profile}: {nets.count_parameters(model):,} parameters, "
-        f"{gflop:.2f} GFLOP forward per {window / 500:g} s window, "
+        f"{gflop:.2f} GFLOP forward per {train_config.preprocess.window_seconds:g} s window, "
         f"{torch.get_num_threads()} threads"
     )
     rate = training_rate(model, train_config.batch_size, window, args.steps)
@@ -44,7 +44,11 @@ def main() -> None:
 
     model.eval()
     predictor = predict.Predictor(
-        model, model_config, np.full(lbl.NUM_CLASSES, 0.5), window, torch.device("cpu")
+        model,
+        model_config,
+        np.full(lbl.NUM_CLASSES, 0.5),
+        train_config.preprocess,
+        torch.device("cpu"),
     )
     with tempfile.TemporaryDirectory() as tmp:
         names = synth.generate(tmp, args.records, seed=1, fs=500, seconds=10.0)

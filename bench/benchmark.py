@@ -241,7 +241,7 @@ def run(
 ) -> list[Row]:
     """Measure everything; `log` reports progress as it goes. Returns the table's rows."""
     model_config, train_config = config.profile(profile)
-    window = train_config.window_samples
+    window = train_config.preprocess.window
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -290,7 +290,7 @@ def run(
             Row(
                 "training",
                 f"{rate:.1f} records/s",
-                f"batch {train_config.batch_size} x {window / signal.TARGET_FS:g} s, CPU",
+                f"batch {train_config.batch_size} x {window / train_config.preprocess.fs:g} s, CPU",
             )
         )
 
@@ -300,7 +300,11 @@ def run(
         floor_ms = gflop / gemm * 1e3
         model.eval()
         predictor = predict.Predictor(
-            model, model_config, np.full(lbl.NUM_CLASSES, 0.5), window, torch.device("cpu")
+            model,
+            model_config,
+            np.full(lbl.NUM_CLASSES, 0.5),
+            train_config.preprocess,
+            torch.device("cpu"),
         )
         short = driver_seconds(predictor, data, names[:20]) * 1e3
         long_names = synth.generate(
@@ -308,7 +312,7 @@ def run(
             3,
             seed=8,
             fs=500,
-            seconds=predict.WINDOW_BATCH * window / signal.TARGET_FS,
+            seconds=predict.WINDOW_BATCH * window / train_config.preprocess.fs,
         )
         per_long = driver_seconds(predictor, tmp / "long", long_names) * 1e3
         batched = per_long / predict.WINDOW_BATCH

@@ -269,10 +269,12 @@ def precision_parity(trainer: Trainer, n: int) -> dict:
     if trainer.device.type != "cuda":
         return {"skipped": "bf16 autocast runs on CUDA only"}
     model = trainer.model.eval()
-    window = trainer.train_config.window_samples
     signals = [trainer.cache.signal(i) for i in range(min(n, len(trainer.cache)))]
     labels = trainer.cache.labels[: len(signals)]
-    plain = predict.Predictor(model, trainer.model_config, np.full(24, 0.5), window, trainer.device)
+    settings = trainer.train_config.preprocess
+    plain = predict.Predictor(
+        model, trainer.model_config, np.full(24, 0.5), settings, trainer.device
+    )
     full = plain.probabilities_many(signals)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         half = plain.probabilities_many(signals)

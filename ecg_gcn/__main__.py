@@ -85,7 +85,7 @@ def _describe(args: argparse.Namespace) -> None:
     # Any label matrix gives the graph's shape; the real one comes from the training labels.
     placeholder = graph.adjacency(np.eye(NUM_CLASSES, dtype=bool), model_config.tau, model_config.p)
     model = nets.build_model(model_config, placeholder)
-    window = train_config.window_samples
+    window = train_config.preprocess.window
     print(model)
     print(f"\nprofile {args.profile}" + (f", variant {args.variant}" if args.variant else ""))
     print(f"model:    {config.to_dict(model_config)}")
@@ -94,7 +94,8 @@ def _describe(args: argparse.Namespace) -> None:
     print(f"stride: {model_config.stride} samples; feature size D = {model_config.feature_dim}")
     for length in sorted({window, 9000}):
         print(
-            f"forward: {nets.forward_flops(model, length):.2f} GFLOP per {length / 500:g} s window"
+            f"forward: {nets.forward_flops(model, length):.2f} GFLOP per "
+            f"{length / train_config.preprocess.fs:g} s window"
         )
 
 
@@ -109,11 +110,11 @@ def _with_pool(data: str, train_config):
     from ecg_gcn import cache as preprocessing
     from ecg_gcn import synthetic, train
 
-    cache = preprocessing.build_cache(data, band=train_config.band)
+    cache = preprocessing.build_cache(data, preprocess=train_config.preprocess)
     if not train_config.synthetic:
         return cache, None
     pool = synthetic.pool(
-        train_config.synthetic, train_config.synthetic_seed, band=train_config.band
+        train_config.synthetic, train_config.synthetic_seed, preprocess=train_config.preprocess
     )
     return train.with_pool(cache, pool)
 
@@ -142,7 +143,7 @@ def _new_hospitals(args: argparse.Namespace, model_config, train_config, out: Pa
     from ecg_gcn import cache as preprocessing
     from ecg_gcn import hospitals
 
-    cache = preprocessing.build_cache(args.data, band=train_config.band)
+    cache = preprocessing.build_cache(args.data, preprocess=train_config.preprocess)
     protocols = ([None] if args.by_source else []) + (
         [args.train_on.split(",")] if args.train_on else []
     )

@@ -1,9 +1,10 @@
 """The preprocessing cache: every record read, converted and resampled once, stored on disk.
 
 Each record goes through the one preprocessing path inference uses (`records.load_record`,
-`signal.preprocess`) and is stored at 500 Hz as float16 mV, lead-major ((12, n) per record), in
-shard files written in parallel; an index (JSON) holds each record's shard, offset, length,
-labels and the size and modification time of its two files. Epochs then read just their crops
+`signal.preprocess`, under one `signal.Preprocess`) and is stored at its rate (500 Hz by
+default) as float16 mV, lead-major ((12, n) per record), in shard files written in parallel;
+an index (JSON) holds each record's shard, offset, length, labels and the size and
+modification time of its two files. Epochs then read just their crops
 from the shard files: random access, as a memory map gives (the shards are plain arrays that
 np.memmap opens), but read with pread (see `Cache.stored` for why), so training memory does not
 grow with the data set.
@@ -77,16 +78,17 @@ def _stat(data_dir: Path, name: str) -> list[int]:
 
 
 def _preprocess_shard(
-    data_dir: Path, names: list[str], path: Path, band: tuple[float, float] | None
+    data_dir: Path, names: list[str], path: Path, settings: signal.Preprocess
 ) -> list[dict]:
-    """Read one shard's records, write their 500 Hz signals to `path`, return their entries."""
+    """Read one shard's records, write their preprocessed signals to `path`, return their
+    entries."""
     entries, offset = [], 0
     with open(path, "wb") as f:
         for name in names:
             stat = _stat(data_dir, name)  # before reading: a later change is seen next time
             try:
                 record = records.load_record(data_dir / f"{name}.hea")
-                x = signal.preprocess(record.signal, record.fs, band=band)
+                x = signal.preprocess(record.signal, record.fs, settings)
                 if x.shape[1] == 0:
                     raise ValueError("the recording has no samples")
             except (OSError, ValueError) as error:
@@ -137,7 +139,7 @@ class Cache:
 
     def stored(self, i: int, start: int = 0, length: int | None = None) -> np.ndarray:
         """Record i (or samples start .. start + length of it) as stored: (12, n) float16 mV at
-        500 Hz, read from its shard file."""
+        preprocessing rate, read from its shard file."""
         n = int(self.lengths[i])
         start = min(max(start, 0), n)
         end = n if length is None else min(start + length, n)
@@ -165,7 +167,7 @@ class Cache:
                 _read_exactly(fd, [row], first + 2 * (lead * n + start))
 
     def signal(self, i: int, start: int = 0, length: int | None = None) -> np.ndarray:
-        """Record i (or a slice of it) as (12, n) float32 mV at 500 Hz."""
+        """Record i (or a slice of it) as (12, n) float32 mV at the preprocessing rate."""
         return self.stored(i, start, length).astype(np.float32)
 
     def __getstate__(self) -> dict:
@@ -253,18 +255,20 @@ def build_cache(
     data_dir: str | Path,
     cache_dir: str | Path | None = None,
     *,
-    band: tuple[float, float] | None = None,
+    preprocess: signal.Preprocess | None = None,
     n_jobs: int = -1,
     progress: bool = True,
 ) -> Cache:
-    """The cache of `data_dir`: what is fresh is reused, the rest preprocessed in parallel."""
+    """The cache of `data_dir` under the `preprocess` settings (the default ones when None):
+    what is fresh is reused, the rest preprocessed in parallel."""
+    preprocess = preprocess or signal.Preprocess()
     data_dir = Path(data_dir)
     names = records.find_records(data_dir)
     if not names:
         raise ValueError(f"{data_dir}: no recordings (.hea files) found")
     folder = Path(cache_dir) if cache_dir else cache_dir_for(data_dir)
     # Plain lists and numbers, so they compare equal to what the JSON index gives back.
-    settings = {"version": CACHE_VERSION, "fs": signal.TARGET_FS, "band": list(band or []) or None}
+    settings = {"version": CACHE_VERSION, **preprocess.cache_settings()}
     index = _read_index(folder / INDEX_FILE)
     if index.get("settings") != settings:
         if index:
@@ -297,7 +301,9 @@ def build_cache(
     first = 1 + max((e["shard"] for e in index.get("records", []) if "shard" in e), default=-1)
     chunks = [todo[i : i + RECORDS_PER_SHARD] for i in range(0, len(todo), RECORDS_PER_SHARD)]
     jobs = (
-        delayed(_preprocess_shard)(data_dir, chunk, folder / SHARD_PATTERN.format(first + s), band)
+        delayed(_preprocess_shard)(
+            data_dir, chunk, folder / SHARD_PATTERN.format(first + s), preprocess
+        )
         for s, chunk in enumerate(chunks)
     )
     if kept:

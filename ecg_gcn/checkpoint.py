@@ -2,10 +2,13 @@
 checkpoint is saved and read back.
 
 One checkpoint file holds everything inference needs (weights of the unwrapped model, both
-configurations as plain dicts, classes, thresholds, preprocessing constants) and loads with
+configurations as plain dicts, classes, thresholds, the preprocessing settings) and loads with
 `torch.load(..., weights_only=True)`: nothing from a model folder is unpickled. Every file is
 written atomically: a reader never meets half of one, and a symlink planted in its place is
 replaced, never followed.
+
+Format 2 stores the preprocessing settings (signal.Preprocess) once, under "preprocessing", and
+not again in the training configuration. A checkpoint of format 1 does not load: retrain it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ HISTORY_FIELDS = (
     "lr",
     "seconds",
 )
-FORMAT = 1
+FORMAT = 2
 _KEYS = ("format", "classes", "model_config", "state_dict", "thresholds", "preprocessing")
 
 
@@ -57,17 +60,15 @@ def save(
     holds plain values such as the epoch it comes from."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     model = getattr(model, "module", model)  # DistributedDataParallel wrapper
+    training = cfg.to_dict(train_config)
+    del training["preprocess"]  # stored once, below
     state = {
         "format": FORMAT,
         "model_config": cfg.to_dict(model_config),
-        "train_config": cfg.to_dict(train_config),
+        "train_config": training,
         "classes": list(lbl.CLASSES),
         "thresholds": [float(t) for t in thresholds],
-        "preprocessing": {
-            "fs": signal.TARGET_FS,
-            "window": train_config.window_samples,
-            "band": list(train_config.band) if train_config.band else None,
-        },
+        "preprocessing": train_config.preprocess.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
@@ -118,8 +119,8 @@ def read(model_dir: str | Path, device: torch.device | str = "cpu") -> dict:
 
 
 def validated(state: object, path: Path) -> tuple:
-    """(model_config, thresholds, window, band) of a checkpoint, each checked: a checkpoint
-    that loads but is wrong must fail here, naming the field, not answer nonsense later."""
+    """(model_config, thresholds, preprocess) of a checkpoint, each checked: a checkpoint that
+    loads but is wrong must fail here, naming the field, not answer nonsense later."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a checkpoint of format {FORMAT}")
     missing = [key for key in _KEYS if key not in state]
@@ -138,18 +139,14 @@ def validated(state: object, path: Path) -> tuple:
             f"got shape {thresholds.shape}"
         )
     preprocessing = state["preprocessing"]
-    window = preprocessing.get("window") if isinstance(preprocessing, dict) else None
-    if not isinstance(window, int) or window <= 0:
-        raise ValueError(
-            f"{path}: preprocessing.window must be a positive number of samples, got {window!r}"
-        )
-    band = preprocessing.get("band")
-    if band is not None:
-        try:
-            band = signal.checked_band(band)
-        except ValueError as error:
-            raise ValueError(f"{path}: preprocessing.{error}") from None
-    return model_config, thresholds, window, band
+    fields = ("window_seconds", "band", "fs")
+    if not isinstance(preprocessing, dict) or set(preprocessing) != set(fields):
+        raise ValueError(f"{path}: preprocessing must hold exactly {', '.join(fields)}")
+    try:
+        preprocess = signal.Preprocess.from_dict(preprocessing)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: preprocessing.{error}") from None
+    return model_config, thresholds, preprocess
 
 
 def load_state(model_dir: Path, signature: str) -> dict | None:

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ecg_gcn import graph, signal, thresholds
+from ecg_gcn import graph, thresholds
 from ecg_gcn.augment import Augment
 from ecg_gcn.labels import NUM_CLASSES
-from ecg_gcn.signal import TARGET_FS
+from ecg_gcn.signal import Preprocess
 
 HEADS = ("gcn", "linear")
 POOLINGS = ("mean", "max")
@@ -124,7 +124,6 @@ class TrainConfig:
     # better validation score; by then the learning rate has been cut about three times.
     early_stop_patience: int = 10
     select_metric: str = "challenge"  # picks the best epoch; "loss" is the alternative
-    window_seconds: float = 18.0  # records are zero-padded / randomly cropped to 18 s
     validation_fraction: float = 0.1  # not in the paper: a stratified hold-out split
     seed: int = 0
     num_workers: int = 4  # DataLoader processes, at most one per core
@@ -136,11 +135,9 @@ class TrainConfig:
     # global cut-off. Tuned on one or two examples, a class's cut-off fell to 0 and fired on
     # every recording of a new hospital (BENCHMARKS.md, "Thresholds").
     threshold_min_positives: int = 5
-    # Band-pass (low, high) in Hz applied by the shared preprocessing in training and inference
-    # alike (zero-phase Butterworth, signal.preprocess), or None. Off by default: it did not
-    # help on synthetic or real held-out records, and it blunts pacing spikes (BENCHMARKS.md,
-    # "Band-pass filter").
-    band: tuple[float, float] | None = None
+    # The rate, band-pass and window every record goes through, in training and inference alike
+    # (signal.Preprocess); the checkpoint stores it for the driver.
+    preprocess: Preprocess = dataclasses.field(default_factory=Preprocess)
     # Not in the paper: synthetic records (ecg_gcn.synth), made inside training and cached
     # (ecg_gcn.synthetic). The network is pre-trained on them alone, then trained on the data
     # with synthetic records mixed into every epoch. The simulator's physiology is what carries
@@ -176,8 +173,10 @@ class TrainConfig:
             raise ValueError(f"synthetic_finetune_lr must be > 0 or None, got {lr!r}")
         if not (isinstance(self.synthetic_mix, (int, float)) and self.synthetic_mix >= 0):
             raise ValueError(f"synthetic_mix must be a number >= 0, got {self.synthetic_mix!r}")
-        if self.band is not None:  # JSON gives a list
-            object.__setattr__(self, "band", signal.checked_band(self.band))
+        if isinstance(self.preprocess, Mapping):  # JSON gives a dict
+            object.__setattr__(self, "preprocess", Preprocess.from_dict(self.preprocess))
+        if not isinstance(self.preprocess, Preprocess):
+            raise ValueError(f"preprocess must be a Preprocess, got {self.preprocess!r}")
         for name in ("batch_size", "max_epochs"):
             _check_positive_int(self, name)
         for name in (
@@ -200,17 +199,10 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 < self.lr_factor < 1:
             raise ValueError(f"lr_factor must be in (0, 1), got {self.lr_factor!r}")
-        if not self.window_seconds > 0:
-            raise ValueError(f"window_seconds must be > 0, got {self.window_seconds!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
-
-    @property
-    def window_samples(self) -> int:
-        """The training window in samples at 500 Hz (9000 for 18 s)."""
-        return round(self.window_seconds * TARGET_FS)
 
 
 # Validation helpers, needed before PROFILES builds its configurations.
@@ -255,14 +247,20 @@ PROFILES: dict[str, tuple[ModelConfig, TrainConfig]] = {
             max_epochs=10,
             lr_patience=1,
             early_stop_patience=3,
-            window_seconds=10.0,
+            preprocess=Preprocess(window_seconds=10.0),
             num_workers=0,
         ),
     ),
     # Checks an installation end to end in seconds (the tests use it); not a useful model.
     "smoke": (
         ModelConfig(filters=8, gru_hidden=16, gcn_hidden=(32, 32)),
-        TrainConfig(max_epochs=2, batch_size=8, window_seconds=10.0, num_workers=0, synthetic=0),
+        TrainConfig(
+            max_epochs=2,
+            batch_size=8,
+            preprocess=Preprocess(window_seconds=10.0),
+            num_workers=0,
+            synthetic=0,
+        ),
     ),
 }
 

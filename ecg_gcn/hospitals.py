@@ -129,7 +129,7 @@ def run(
     rows, class_rows = [], []
     for seed in seeds:
         config = dataclasses.replace(train_config, seed=seed, synthetic_seed=seed, synthetic=n_pool)
-        pool_cache = synthetic.pool(n_pool, seed, band=config.band, root=cache_root)
+        pool_cache = synthetic.pool(n_pool, seed, preprocess=config.preprocess, root=cache_root)
         fold = _Fold(cache, pool_cache, model_config, config, models, device)
         if "synthetic only" in models:
             fold.train_synthetic_only(work_dir / f"seed{seed}" / "synthetic-only")

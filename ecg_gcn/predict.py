@@ -37,13 +37,13 @@ class Predictor:
     model: nets.ECGNet
     model_config: cfg.ModelConfig
     thresholds: np.ndarray
-    window: int
+    preprocess: signal.Preprocess  # training's, applied alike here
     device: torch.device
-    band: tuple[float, float] | None = None  # the band-pass of training, applied alike here
 
     @torch.inference_mode()
     def probabilities_many(self, signals: Iterable[np.ndarray]) -> np.ndarray:
-        """(N, 24) probabilities of N preprocessed (12, n) recordings at 500 Hz.
+        """(N, 24) probabilities of N preprocessed (12, n) recordings (`signal.preprocess` with
+        this predictor's settings).
 
         `signals` may be a generator: windows are cut as recordings arrive and run in batches of
         WINDOW_BATCH, so memory holds one batch and one recording's windows, however many
@@ -58,7 +58,8 @@ class Predictor:
             per_window.append(torch.sigmoid(self.model(x).float()).cpu().numpy())
 
         for x in signals:
-            w = signal.windows(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), self.window)
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            w = signal.windows(x, self.preprocess.window)
             counts.append(len(w))
             pending.append(w.astype(np.float32, copy=False))
             if sum(map(len, pending)) >= WINDOW_BATCH:
@@ -93,7 +94,7 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
     device = device or pick_device()
     state = checkpoint.read(model_dir, device)
     path = Path(model_dir) / checkpoint.CHECKPOINT_FILE
-    model_config, thresholds, window, band = checkpoint.validated(state, path)
+    model_config, thresholds, preprocess = checkpoint.validated(state, path)
     try:
         model = nets.model_from_state_dict(model_config, state["state_dict"])
     except (RuntimeError, ValueError, TypeError) as error:
@@ -105,9 +106,8 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         model=model.to(device).eval(),
         model_config=model_config,
         thresholds=thresholds,
-        window=window,
+        preprocess=preprocess,
         device=device,
-        band=band,
     )
 
 
@@ -121,7 +121,7 @@ def classify(data: np.ndarray, header_lines: list[str], predictor: Predictor) ->
     try:
         record = records.from_arrays(data, header_lines)
         name = record.name or name
-        x = signal.preprocess(record.signal, record.fs, band=predictor.band)
+        x = signal.preprocess(record.signal, record.fs, predictor.preprocess)
         return predictor.answer(predictor.probabilities(x))
     except Exception as error:  # one bad recording must never cost an output
         logger.warning("%s: %s: %s; answering always-normal", name, type(error).__name__, error)

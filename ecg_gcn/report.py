@@ -379,6 +379,14 @@ def _synthetic_line(saved: dict) -> str:
     )
 
 
+def _preprocessing_text(saved: dict) -> str:
+    settings = saved["preprocessing"]
+    band = settings["band"]
+    return f"{settings['window_seconds']:g} s windows at {settings['fs']} Hz, " + (
+        f"band-pass {band[0]:g}-{band[1]:g} Hz" if band else "no band-pass"
+    )
+
+
 def _markdown(
     model_dir: Path,
     saved: dict,
@@ -405,7 +413,7 @@ def _markdown(
         "",
         f"- network: {width}, {gru}, {model['pooling']} pooling, {head}",
         f"- training: Adam lr {training['lr']:g}, batch {training['batch_size']}, "
-        f"up to {training['max_epochs']} epochs, {training['window_seconds']:g} s windows, "
+        f"up to {training['max_epochs']} epochs, {_preprocessing_text(saved)}, "
         f"thresholds tuned {training['threshold_mode']}",
         f"- data: {_split_counts(model_dir)}",
         f"- synthetic records: {_synthetic_line(saved)}",

@@ -1,13 +1,16 @@
 """Signal helpers: resampling to 500 Hz, the shared preprocessing, pad/crop and windows.
 
-`preprocess` is the one function that turns a record's (12, n) mV signal at its own rate into the
-network's input; training and inference both call it, so they cannot drift apart.
+`Preprocess` holds the settings that make a record the network's input (the rate, the band-pass,
+the window), and `preprocess` is the one function that applies them to a record's (12, n) mV
+signal at its own rate. Training, the caches and inference all take the same object, and the
+checkpoint stores it once, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
 
@@ -57,36 +60,86 @@ def _fit_length(y: np.ndarray, length: int) -> np.ndarray:
     return np.pad(y, pad, mode="edge")
 
 
-def preprocess(
-    signal_mv: np.ndarray, fs: float, *, band: tuple[float, float] | None = None
-) -> np.ndarray:
-    """A record's (leads, n) mV signal at `fs` -> (leads, round(n * 500 / fs)) float32 at 500 Hz.
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """How every recording becomes the network's input, in training and inference alike:
+    resampled to `fs` Hz, band-passed where `band` = (low, high) Hz is set (a zero-phase
+    Butterworth), and seen through windows of `window_seconds` (training crops one at random,
+    inference averages them all).
 
-    Non-finite samples become 0 (before resampling, so they cannot smear). `band` = (low, high)
-    in Hz applies a zero-phase Butterworth band-pass after resampling; it is off by default until
-    an experiment shows that it helps.
+    The band-pass is off by default: it did not help on synthetic or real held-out records, and
+    it blunts pacing spikes (BENCHMARKS.md, "Band-pass filter"). The augmentation of training
+    batches is not here: inference never applies it (config.Augment)."""
+
+    window_seconds: float = 18.0  # records are zero-padded / randomly cropped to 18 s
+    band: tuple[float, float] | None = None
+    fs: int = TARGET_FS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fs, bool) or not isinstance(self.fs, int) or self.fs <= 0:
+            raise ValueError(f"fs must be a positive whole number of Hz, got {self.fs!r}")
+        seconds = self.window_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"window_seconds must be > 0, got {seconds!r}")
+        if self.window < 1:
+            raise ValueError(f"window_seconds {seconds!r} is under one sample at {self.fs} Hz")
+        if self.band is not None:  # JSON gives a list
+            object.__setattr__(self, "band", checked_band(self.band, self.fs))
+
+    @property
+    def window(self) -> int:
+        """The window in samples at `fs` (9000 for 18 s at 500 Hz)."""
+        return round(self.window_seconds * self.fs)
+
+    def to_dict(self) -> dict:
+        return {
+            "window_seconds": self.window_seconds,
+            "band": list(self.band) if self.band else None,
+            "fs": self.fs,
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> Preprocess:
+        """The settings of `to_dict` (a missing one takes its default); a ValueError names a
+        field that is unknown or wrong."""
+        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings: {', '.join(unknown)}")
+        return cls(**values)
+
+    def cache_settings(self) -> dict:
+        """What a cache of preprocessed records depends on (not the window: it cuts later)."""
+        return {"fs": self.fs, "band": list(self.band) if self.band else None}
+
+
+def preprocess(signal_mv: np.ndarray, fs: float, settings: Preprocess | None = None) -> np.ndarray:
+    """A record's (leads, n) mV signal at `fs` -> (leads, round(n * settings.fs / fs)) float32.
+
+    Non-finite samples become 0 (before resampling, so they cannot smear); then the record is
+    resampled and, where `settings.band` is set, band-passed.
     """
+    settings = settings or Preprocess()
     x = np.asarray(signal_mv)
     if x.ndim != 2:
         raise ValueError(f"expected a (leads, samples) signal, got shape {x.shape}")
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    x = resample(x, fs, TARGET_FS)
-    if band is not None:
-        x = bandpass(x, band, TARGET_FS)
+    x = resample(x, fs, settings.fs)
+    if settings.band is not None:
+        x = bandpass(x, settings.band, settings.fs)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def checked_band(band: Sequence[float]) -> tuple[float, float]:
+def checked_band(band: Sequence[float], fs: float = TARGET_FS) -> tuple[float, float]:
     """A band-pass setting as (low, high) floats, or ValueError: 0 < low < high < Nyquist of
-    the 500 Hz the network sees."""
+    the rate `fs` the network sees."""
     try:
         low, high = (float(f) for f in band)
     except (TypeError, ValueError):
         raise ValueError(f"band must be (low, high) in Hz, got {band!r}") from None
-    if not 0 < low < high < TARGET_FS / 2:
+    if not 0 < low < high < fs / 2:
         raise ValueError(
-            f"band must be (low, high) with 0 < low < high < {TARGET_FS / 2:g} Hz, got {band!r}"
+            f"band must be (low, high) with 0 < low < high < {fs / 2:g} Hz, got {band!r}"
         )
     return low, high
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ecg_gcn import cache as preprocessing
 from ecg_gcn import synth
+from ecg_gcn.signal import TARGET_FS, Preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -40,24 +41,31 @@ def simulator_digest() -> str:
     return digest.hexdigest()[:10]
 
 
-def pool_dir(n: int, seed: int, band: tuple[float, float] | None, root: str | Path | None) -> Path:
-    """Where the pool of `n` records drawn from `seed` is cached."""
+def pool_dir(n: int, seed: int, preprocess: Preprocess, root: str | Path | None) -> Path:
+    """Where the pool of `n` records drawn from `seed` is cached, preprocessed by `preprocess`
+    (its name tells a band-pass or a rate other than 500 Hz)."""
     root = Path(root) if root else preprocessing.default_cache_root()
-    band_tag = "" if band is None else f"-band{band[0]:g}-{band[1]:g}"
-    return root / f"synthetic-{simulator_digest()}-n{n}-seed{seed}{band_tag}"
+    band = preprocess.band
+    tag = "" if band is None else f"-band{band[0]:g}-{band[1]:g}"
+    tag += "" if preprocess.fs == TARGET_FS else f"-{preprocess.fs}Hz"
+    return root / f"synthetic-{simulator_digest()}-n{n}-seed{seed}{tag}"
 
 
 def pool(
     n: int,
     seed: int,
     *,
-    band: tuple[float, float] | None = None,
+    preprocess: Preprocess | None = None,
     root: str | Path | None = None,
     progress: bool = True,
 ) -> preprocessing.Cache:
-    """The cached pool of `n` synthetic records drawn from `seed`, made first if need be."""
-    folder = pool_dir(n, seed, band, root)
-    settings = {"n": n, "seed": seed, "band": list(band) if band else None}
+    """The cached pool of `n` synthetic records drawn from `seed`, made first if need be, under
+    the `preprocess` settings (the default ones when None)."""
+    preprocess = preprocess or Preprocess()
+    folder = pool_dir(n, seed, preprocess, root)
+    settings = {"n": n, "seed": seed, "band": preprocess.cache_settings()["band"]}
+    if preprocess.fs != TARGET_FS:
+        settings["fs"] = preprocess.fs
     try:
         if json.loads((folder / DONE_FILE).read_text()) == settings:
             return preprocessing.load_cache(folder)
@@ -69,6 +77,6 @@ def pool(
         logger.warning("making %d synthetic records (seed %d) into %s", n, seed, folder)
     with tempfile.TemporaryDirectory(prefix=".synthetic-", dir=folder.parent) as tmp:
         synth.generate(tmp, n, seed, n_jobs=-1, prefix=PREFIX, progress=progress)
-        cache = preprocessing.build_cache(tmp, folder, band=band, progress=progress)
+        cache = preprocessing.build_cache(tmp, folder, preprocess=preprocess, progress=progress)
     (folder / DONE_FILE).write_text(json.dumps(settings))
     return cache

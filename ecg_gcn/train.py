@@ -122,7 +122,9 @@ def train(
         if context.is_main:
             model_dir.mkdir(parents=True, exist_ok=True)
         cache = distributed.in_turn(
-            lambda: build_cache(data_dir, cache_dir, band=train_config.band, progress=progress),
+            lambda: build_cache(
+                data_dir, cache_dir, preprocess=train_config.preprocess, progress=progress
+            ),
             context,
         )
         if cache.skipped and context.is_main:
@@ -152,7 +154,7 @@ def train(
                 lambda: synthetic.pool(
                     train_config.synthetic,
                     train_config.synthetic_seed,
-                    band=train_config.band,
+                    preprocess=train_config.preprocess,
                     root=root,
                     progress=progress,
                 ),
@@ -290,9 +292,8 @@ def fit(
         model,
         model_config,
         np.full(lbl.NUM_CLASSES, 0.5),
-        train_config.window_samples,
+        train_config.preprocess,
         device,
-        train_config.band,
     )
     signature = _signature(model_config, train_config, cache, np.concatenate([indices, pool]))
     run = _resume(
@@ -507,7 +508,7 @@ def loader_for(
     Call `loader.sampler.set_epoch(epoch)` before each epoch."""
     pool = np.zeros(0, dtype=np.int64) if pool is None or not per_epoch else np.asarray(pool)
     crops = dataset.CropDataset(
-        cache, np.concatenate([train_idx, pool]), train_config.window_samples, known=known
+        cache, np.concatenate([train_idx, pool]), train_config.preprocess.window, known=known
     )
     sampler = dataset.MixSampler(
         len(train_idx), len(pool), per_epoch, train_config.seed, context.rank, context.world_size
@@ -785,12 +786,11 @@ PRETRAIN_KEYS = (
     "lr",
     "weight_decay",
     "batch_size",
-    "window_seconds",
+    "preprocess",
     "seed",
     "amp",
     "synthetic_pretrain_epochs",
     "augment",
-    "band",
 )
 
 

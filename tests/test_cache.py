@@ -11,6 +11,7 @@ import scipy.io
 
 from ecg_gcn import records, signal, synth
 from ecg_gcn.cache import INDEX_FILE, build_cache
+from ecg_gcn.signal import Preprocess
 
 
 @pytest.fixture
@@ -100,16 +101,19 @@ def test_unreferenced_shards_are_deleted(data, tmp_path):
     assert _shards(cache_dir) == ["shard00001.f16"]  # shard 0 lost its last record
 
 
+BANDED = Preprocess(band=(0.5, 45.0))
+
+
 def test_other_settings_or_a_lost_shard_rebuild_what_they_must(data, tmp_path):
     cache_dir = tmp_path / "cache"
     build_cache(data, cache_dir, n_jobs=1, progress=False)
-    banded = build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False)
+    banded = build_cache(data, cache_dir, preprocess=BANDED, n_jobs=1, progress=False)
     assert banded.built == 8
     for path in cache_dir.glob("shard*.f16"):
         path.unlink()
-    assert build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False).built == 8
+    assert build_cache(data, cache_dir, preprocess=BANDED, n_jobs=1, progress=False).built == 8
     (cache_dir / INDEX_FILE).write_text("{not json")
-    assert build_cache(data, cache_dir, band=(0.5, 45.0), n_jobs=1, progress=False).built == 8
+    assert build_cache(data, cache_dir, preprocess=BANDED, n_jobs=1, progress=False).built == 8
 
 
 def test_a_truncated_shard_is_rebuilt_by_itself(data, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from ecg_gcn import config
 from ecg_gcn.augment import Augment
 from ecg_gcn.config import ModelConfig, TrainConfig
+from ecg_gcn.signal import Preprocess
 
 
 def test_the_defaults_are_the_paper():
@@ -25,7 +26,7 @@ def test_the_defaults_are_the_paper():
     assert (t.lr, t.batch_size, t.max_epochs) == (1e-3, 32, 100)
     # The paper cuts the rate after 2 epochs without improvement: PyTorch's patience 1.
     assert (t.lr_factor, t.lr_patience, t.early_stop_patience) == (0.1, 1, 10)
-    assert t.window_samples == 9000
+    assert t.preprocess.window == 9000 and t.preprocess.fs == 500 and t.preprocess.band is None
 
 
 def test_configs_are_frozen_and_hashable():
@@ -50,7 +51,9 @@ def test_round_trip_of_changed_values():
     d = config.to_dict(model)
     assert d["gcn_hidden"] == [32, 64, 96]  # a list, as JSON has it
     assert config.model_config_from_dict(d) == model
-    train = TrainConfig(lr=3e-4, amp=False, threshold_mode="per_class", window_seconds=10.0)
+    train = TrainConfig(
+        lr=3e-4, amp=False, threshold_mode="per_class", preprocess=Preprocess(window_seconds=10.0)
+    )
     assert config.train_config_from_dict(config.to_dict(train)) == train
 
 
@@ -105,7 +108,6 @@ def test_bad_model_values_are_refused(field, value):
         ("batch_size", 0),
         ("lr_factor", 1.0),
         ("early_stop_patience", -1),
-        ("window_seconds", 0),
         ("validation_fraction", 1.0),
         ("amp", 1),
         ("threshold_mode", "best"),
@@ -132,7 +134,7 @@ def test_profiles():
         if field.name not in widths:
             assert getattr(model, field.name) == getattr(ModelConfig(), field.name), field.name
     assert model.filters < ModelConfig().filters
-    assert train.max_epochs < 20 and train.window_samples <= 9000
+    assert train.max_epochs < 20 and train.preprocess.window <= 9000
     with pytest.raises(ValueError, match="paper, quick, smoke"):
         config.profile("fast")
 
@@ -152,11 +154,22 @@ def test_profile_from_env_reads_os_environ(monkeypatch):
     assert config.profile_from_env() == config.profile("paper")
 
 
-def test_the_band_pass_is_validated_and_survives_json():
-    config_with_band = TrainConfig(band=[0.5, 45])
-    assert config_with_band.band == (0.5, 45.0)
+def test_the_preprocessing_settings_are_validated_and_survive_json():
+    config_with_band = TrainConfig(preprocess={"band": [0.5, 45], "window_seconds": 10})
+    assert config_with_band.preprocess == Preprocess(window_seconds=10, band=(0.5, 45.0))
     assert config.train_config_from_dict(config.to_dict(config_with_band)) == config_with_band
-    assert TrainConfig().band is None
+    assert TrainConfig().preprocess.band is None
     for bad in ([45, 0.5], [0, 40], [1, 300], [1]):
         with pytest.raises(ValueError, match="band"):
-            TrainConfig(band=bad)
+            TrainConfig(preprocess={"band": bad})
+    # The band's upper edge is checked against the rate the network sees.
+    assert Preprocess(band=(0.5, 100.0), fs=500).band == (0.5, 100.0)
+    with pytest.raises(ValueError, match="band"):
+        Preprocess(band=(0.5, 100.0), fs=200)
+    for field, value in (("window_seconds", 0), ("window_seconds", True), ("fs", 0), ("fs", 2.5)):
+        with pytest.raises(ValueError, match=field):
+            Preprocess(**{field: value})
+    with pytest.raises(ValueError, match="unknown preprocessing settings: hop"):
+        TrainConfig(preprocess={"hop": 1})
+    with pytest.raises(ValueError, match="preprocess must be a Preprocess"):
+        TrainConfig(preprocess=(10.0, None))

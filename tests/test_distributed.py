@@ -84,7 +84,7 @@ def test_two_processes_train_one_model_that_loads_and_predicts(tmp_path):
     # The checkpoint holds the plain model: it loads and classifies without torchrun.
     state = torch.load(model / checkpoint.CHECKPOINT_FILE, weights_only=True)
     assert not any(key.startswith("module.") for key in state["state_dict"])
-    assert predict.load(model, device=CPU).window == config.profile("smoke")[1].window_samples
+    assert predict.load(model, device=CPU).preprocess == config.profile("smoke")[1].preprocess
     name = records.find_records(data)[0]
     signal = np.asarray(loadmat(data / f"{name}.mat")["val"], dtype=np.float64)
     header = (data / f"{name}.hea").read_text().splitlines(keepends=True)

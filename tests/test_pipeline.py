@@ -103,7 +103,8 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 def test_trained_saved_and_loaded_models_predict_identically(data, tmp_path):
     model_config, train_config = config.profile("smoke")
     # With a band-pass: inference must apply the very filter training applied.
-    train_config = dataclasses.replace(train_config, band=(0.5, 45.0))
+    settings = dataclasses.replace(train_config.preprocess, band=(0.5, 45.0))
+    train_config = dataclasses.replace(train_config, preprocess=settings)
     summary = train.train(
         data / "train",
         tmp_path / "model",
@@ -118,8 +119,8 @@ def test_trained_saved_and_loaded_models_predict_identically(data, tmp_path):
     np.testing.assert_array_equal(loaded.thresholds, trained.thresholds)
     name = records.find_records(data / "test")[0]
     record = records.load_record(data / "test" / f"{name}.hea")
-    assert loaded.band == (0.5, 45.0)
-    x = signal.preprocess(record.signal, record.fs, band=(0.5, 45.0))
+    assert loaded.preprocess == settings
+    x = signal.preprocess(record.signal, record.fs, settings)
     np.testing.assert_array_equal(loaded.probabilities(x), trained.probabilities(x))
     # The organisers' path (raw ADC array and header lines) gives the same answer.
     data_adc = np.asarray(loadmat(data / "test" / f"{name}.mat")["val"], dtype=np.float64)

@@ -10,6 +10,7 @@ from ecg_gcn import config, graph, nets, predict, signal
 from ecg_gcn import labels as lbl
 
 WINDOW = 1000
+SETTINGS = signal.Preprocess(window_seconds=WINDOW / signal.TARGET_FS)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def predictor() -> predict.Predictor:
     labels = np.random.default_rng(0).random((200, lbl.NUM_CLASSES)) < 0.2
     model = nets.build_model(model_config, graph.adjacency(labels, 0.4, 0.25)).eval()
     thresholds = np.full(lbl.NUM_CLASSES, 0.5)
-    return predict.Predictor(model, model_config, thresholds, WINDOW, torch.device("cpu"))
+    return predict.Predictor(model, model_config, thresholds, SETTINGS, torch.device("cpu"))
 
 
 def by_hand(predictor: predict.Predictor, x: np.ndarray) -> np.ndarray:

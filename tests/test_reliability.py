@@ -70,7 +70,7 @@ class Payload:
 
 def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
     path = _saved_checkpoint(tmp_path)
-    assert predict.load(tmp_path, device=CPU).window == 5000  # the plain one loads
+    assert predict.load(tmp_path, device=CPU).preprocess.window == 5000  # the plain one loads
     state = torch.load(path, weights_only=True)
     state["extra"] = Payload()
     torch.save(state, path)
@@ -98,6 +98,10 @@ def _drop(key):
     return lambda state: state.pop(key)
 
 
+def _drop_from(key, field):
+    return lambda state: state[key].pop(field)
+
+
 def _wider_gru(state):
     state["model_config"]["gru_hidden"] *= 2
 
@@ -106,7 +110,11 @@ BROKEN = {
     # change to the saved state: words the error must contain
     "thresholds_short": (_set("thresholds", value=torch.full((23,), 0.5)), "thresholds"),
     "thresholds_above_one": (_set("thresholds", value=torch.full((24,), 2.0)), "thresholds"),
-    "window_zero": (_set("preprocessing", "window", value=0), "preprocessing.window"),
+    "window_zero": (
+        _set("preprocessing", "window_seconds", value=0),
+        "preprocessing.window_seconds",
+    ),
+    "no_rate": (_drop_from("preprocessing", "fs"), "preprocessing must hold exactly"),
     "band_reversed": (_set("preprocessing", "band", value=[40.0, 0.5]), "preprocessing.band"),
     "no_thresholds": (_drop("thresholds"), "lacks thresholds"),
     "no_state_dict": (_drop("state_dict"), "lacks state_dict"),
@@ -152,8 +160,9 @@ import sys
 import torch
 from ecg_gcn import config, train
 model_config, _ = config.profile("smoke")
-train_config = config.TrainConfig(max_epochs=5, batch_size=8, window_seconds=10.0,
-                                  num_workers=0, early_stop_patience=10, synthetic=0)
+train_config = config.TrainConfig(max_epochs=5, batch_size=8, num_workers=0,
+                                  preprocess={"window_seconds": 10.0},
+                                  early_stop_patience=10, synthetic=0)
 train.train(sys.argv[1], sys.argv[2], model_config, train_config, cache_dir=sys.argv[3],
             device=torch.device("cpu"), progress=False)
 """
@@ -179,7 +188,7 @@ def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, cap
     train_config = config.TrainConfig(
         max_epochs=5,
         batch_size=8,
-        window_seconds=10.0,
+        preprocess={"window_seconds": 10.0},
         num_workers=0,
         early_stop_patience=10,
         synthetic=0,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ecg_gcn import signal
-from ecg_gcn.signal import TARGET_FS
+from ecg_gcn.signal import TARGET_FS, Preprocess
 
 FREQ, AMPLITUDE, PHASE = 7.3, 1.5, 0.4  # Hz, mV, rad
 
@@ -80,19 +80,19 @@ def test_preprocess_zeroes_non_finite_samples():
 
 def test_preprocess_band_pass_removes_drift_and_keeps_the_ecg_band():
     x = sine(500) + 2.0 + np.linspace(0, 1, 5000)  # offset and a slow drift
-    y = signal.preprocess(x, 500, band=(0.5, 40.0))
+    y = signal.preprocess(x, 500, Preprocess(band=(0.5, 40.0)))
     inner = slice(500, -500)
     np.testing.assert_allclose(y[:, inner], sine(500)[:, inner], atol=0.05 * AMPLITUDE)
 
 
 def test_preprocess_band_pass_survives_a_short_record():
-    assert signal.preprocess(np.ones((12, 5)), 500, band=(0.5, 40.0)).shape == (12, 5)
+    assert signal.preprocess(np.ones((12, 5)), 500, Preprocess(band=(0.5, 40.0))).shape == (12, 5)
 
 
 @pytest.mark.parametrize("band", [(40.0, 0.5), (0.0, 40.0), (0.5, 250.0)])
 def test_preprocess_refuses_a_bad_band(band):
     with pytest.raises(ValueError, match="band"):
-        signal.preprocess(sine(500), 500, band=band)
+        signal.preprocess(sine(500), 500, Preprocess(band=band))
 
 
 def test_pad_or_crop_pads_zeros_at_the_end():
