@@ -10,4 +10,10 @@ The contract, written once:
   [0, 1] for each; both members of an equivalent pair get the same values.
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# The repository the package sits in (installed editable): weights.csv, the dx_mapping tables and
+# the official scripts live there, beside the package, as the official template places them.
+ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from ecg_gcn import ROOT
+
 WEIGHTS_CSV = ROOT / "weights.csv"
 DX_MAPPING_SCORED_CSV = ROOT / "dx_mapping_scored.csv"
 

@@ -283,41 +283,17 @@ def write_report(
     out.mkdir(exist_ok=True)
     classes = list(saved["classes"])
     names = class_names(classes)
-    model_config = saved["model_config"]
     thresholds = np.asarray(saved["thresholds"], dtype=np.float64)
     best = _best_row(history, saved)
     best_epoch = int(history["epoch"][best])
 
-    images: list[tuple[str, str]] = []  # (file name, caption)
-    adjacency = saved["state_dict"].get("head.adjacency")
-    if adjacency is not None:
-        plot_matrix(
-            adjacency.float().numpy(),
-            names,
-            out / ADJACENCY_PNG,
-            f"Label graph of the GCN head: normalised adjacency $\\hat{{A}}$ "
-            f"(tau = {model_config['tau']}, p = {model_config['p']})",
-            xlabel="y (column: the neighbour that node x gathers from)",
-            ylabel="x (row: the node that gathers)",
-            colorbar="edge weight",
-        )
-        images.append((ADJACENCY_PNG, "Label graph: the GCN head's normalised adjacency A_hat"))
-
+    images = _graph_figures(saved, names, out)
     scores = baseline = None
     if labels_dir is not None:
         labels, scores = read_scores(
             Path(labels_dir), None if outputs_dir is None else Path(outputs_dir)
         )
-        plot_matrix(
-            graph.conditional_probability(labels),
-            class_names(lbl.CLASSES),
-            out / CONDITIONAL_PNG,
-            f"Conditional probability P(x | y) of the labels of {len(labels)} recordings",
-            xlabel="y (given label)",
-            ylabel="x",
-            colorbar="P(x | y)",
-        )
-        images.append((CONDITIONAL_PNG, f"P(x | y) of the labels in {labels_dir}"))
+        images += _label_figure(labels, labels_dir, out)
         baseline = always_normal(labels)
 
     plot_curves(history, best_epoch, out / CURVES_PNG)
@@ -326,29 +302,68 @@ def write_report(
     images.append((THRESHOLDS_PNG, "Decision thresholds per class"))
 
     if scores is not None:
-        scored_names = class_names(lbl.CLASSES)
-        plot_class_scores(scores, scored_names, out / CLASS_SCORES_PNG)
-        images.append((CLASS_SCORES_PNG, "F1 and AUROC per class"))
-        confusion = scoring.modified_confusion(scores.labels, scores.binary)
-        plot_matrix(
-            confusion,
-            scored_names,
-            out / CONFUSION_PNG,
-            f"Challenge-metric confusion matrix ({len(scores.labels)} recordings; "
-            "each adds 1/|labels ∪ predictions| per pair)",
-            xlabel="predicted class",
-            ylabel="true class",
-            colorbar="recordings (fractional; square-root scale)",
-            norm=colors.PowerNorm(0.5, vmin=0, vmax=max(float(confusion.max()), 1.0)),
-            text=_count,
-            cmap="Oranges",
-        )
-        images.append((CONFUSION_PNG, "Challenge-metric confusion matrix"))
+        images += _score_figures(scores, out)
 
     markdown = _markdown(model_dir, saved, history, best, images, scores, baseline)
     path = out / MARKDOWN_FILE
     path.write_text(markdown)
     return path
+
+
+def _graph_figures(saved: dict, names: list[str], out: Path) -> list[tuple[str, str]]:
+    """The GCN head's label graph, when the model has one: [(file name, caption)]."""
+    adjacency = saved["state_dict"].get("head.adjacency")
+    if adjacency is None:
+        return []
+    model_config = saved["model_config"]
+    plot_matrix(
+        adjacency.float().numpy(),
+        names,
+        out / ADJACENCY_PNG,
+        f"Label graph of the GCN head: normalised adjacency $\\hat{{A}}$ "
+        f"(tau = {model_config['tau']}, p = {model_config['p']})",
+        xlabel="y (column: the neighbour that node x gathers from)",
+        ylabel="x (row: the node that gathers)",
+        colorbar="edge weight",
+    )
+    return [(ADJACENCY_PNG, "Label graph: the GCN head's normalised adjacency A_hat")]
+
+
+def _label_figure(labels: np.ndarray, labels_dir: str | Path, out: Path) -> list[tuple[str, str]]:
+    plot_matrix(
+        graph.conditional_probability(labels),
+        class_names(lbl.CLASSES),
+        out / CONDITIONAL_PNG,
+        f"Conditional probability P(x | y) of the labels of {len(labels)} recordings",
+        xlabel="y (given label)",
+        ylabel="x",
+        colorbar="P(x | y)",
+    )
+    return [(CONDITIONAL_PNG, f"P(x | y) of the labels in {labels_dir}")]
+
+
+def _score_figures(scores: Scores, out: Path) -> list[tuple[str, str]]:
+    """F1 and AUROC per class, and the challenge metric's confusion matrix."""
+    scored_names = class_names(lbl.CLASSES)
+    plot_class_scores(scores, scored_names, out / CLASS_SCORES_PNG)
+    confusion = scoring.modified_confusion(scores.labels, scores.binary)
+    plot_matrix(
+        confusion,
+        scored_names,
+        out / CONFUSION_PNG,
+        f"Challenge-metric confusion matrix ({len(scores.labels)} recordings; "
+        "each adds 1/|labels ∪ predictions| per pair)",
+        xlabel="predicted class",
+        ylabel="true class",
+        colorbar="recordings (fractional; square-root scale)",
+        norm=colors.PowerNorm(0.5, vmin=0, vmax=max(float(confusion.max()), 1.0)),
+        text=_count,
+        cmap="Oranges",
+    )
+    return [
+        (CLASS_SCORES_PNG, "F1 and AUROC per class"),
+        (CONFUSION_PNG, "Challenge-metric confusion matrix"),
+    ]
 
 
 def _best_row(history: dict[str, np.ndarray], saved: dict) -> int:

@@ -220,6 +220,171 @@ class _Run:
     next_epoch: int = 1
 
 
+@dataclass
+class _Fitting:
+    """What the steps of one fit share: the data and its validation part, the model folder,
+    the configurations, this process's place among several, and what is being trained. The
+    running state (`_Run`) is apart: it is what a resumed training restores."""
+
+    cache: Cache
+    val_idx: np.ndarray
+    model_dir: Path
+    model_config: cfg.ModelConfig
+    train_config: cfg.TrainConfig
+    context: distributed.Context
+    device: torch.device
+    model: nets.ECGNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    signature: str  # what a saved training state must match to be resumed
+    progress: bool
+
+    def __post_init__(self) -> None:
+        # Validation goes through the inference path; the thresholds come at the end.
+        self.predictor = predict.Predictor(
+            self.model,
+            self.model_config,
+            np.full(lbl.NUM_CLASSES, 0.5),
+            self.train_config.preprocess,
+            self.device,
+        )
+
+    def validate_and_select(self, run: _Run, epoch: int, train_loss: float, seconds: float) -> bool:
+        """Rank 0: validate, log the epoch, keep it if it is the best; True when training
+        stops."""
+        probabilities, val_loss = _validate(self.predictor, self.cache, self.val_idx)
+        val_labels = self.cache.labels[self.val_idx]
+        cut, score = thresholds.tune(probabilities, val_labels, mode="global")
+        macro_f1 = scoring.f_measure(val_labels, thresholds.decide(probabilities, cut))[0]
+        lr = self.optimizer.param_groups[0]["lr"]
+        run.history.append(
+            [epoch, train_loss, val_loss, score, macro_f1, float(cut[0]), lr, seconds]
+        )
+        checkpoint.write_rows(
+            self.model_dir / checkpoint.HISTORY_FILE, checkpoint.HISTORY_FIELDS, run.history
+        )
+        if self.progress:
+            tqdm.write(
+                f"epoch {epoch:3d}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                f"challenge {score:.3f}  F1 {macro_f1:.3f}  lr {lr:.0e}  {seconds:.0f} s"
+            )
+        criterion = score if self.train_config.select_metric == "challenge" else -val_loss
+        if criterion > run.best_score:
+            run.best_score, run.best_epoch, run.stale = criterion, epoch, 0
+            run.best_state = copy.deepcopy(self.model.state_dict())
+            run.best_probabilities = probabilities
+            self._save_checkpoint(cut, epoch=epoch)
+        else:
+            run.stale += 1
+        return run.stale >= self.train_config.early_stop_patience
+
+    def _save_checkpoint(self, cut: np.ndarray, **extra: object) -> None:
+        checkpoint.save(
+            self.model_dir / checkpoint.CHECKPOINT_FILE,
+            self.model,
+            self.model_config,
+            self.train_config,
+            cut,
+            **extra,
+        )
+
+    def end_epoch(self, run: _Run, epoch: int, stop: bool) -> bool:
+        """Every process: step the schedule on rank 0's validation loss, save the state to
+        resume from (rank 0); True when rank 0 says stop."""
+        context = self.context
+        val_loss = run.history[-1][2] if context.is_main else math.nan
+        # Every process steps its scheduler on the same loss and stops with rank 0.
+        val_loss, stop = distributed.broadcast((val_loss, stop), context)
+        self.scheduler.step(val_loss)
+        rng = distributed.all_gather((torch.get_rng_state(), self.generator.get_state()), context)
+        if context.is_main:
+            state = {
+                "signature": self.signature,
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng,  # (torch, loader) generator states, one pair per rank
+                "history": run.history,
+                "stale": run.stale,
+                "best_score": float(run.best_score),
+                "best_epoch": run.best_epoch,
+                "best_probabilities": torch.from_numpy(run.best_probabilities),
+            }
+            checkpoint.atomic_save(state, self.model_dir / checkpoint.STATE_FILE)
+        return stop
+
+    def resume(self) -> _Run:
+        """The running state to continue from: a saved one of this very training, or a fresh
+        one."""
+        context, model_dir = self.context, self.model_dir
+        # Rank 0 alone reads the model folder (on several nodes, only its node has it).
+        resumed = checkpoint.load_state(model_dir, self.signature) if context.is_main else None
+        resumed = distributed.broadcast(resumed, context)
+        run = _Run()
+        if resumed is None:
+            return run
+        self.model.load_state_dict(resumed["model"])
+        self.optimizer.load_state_dict(resumed["optimizer"])
+        self.scheduler.load_state_dict(resumed["scheduler"])
+        self.scaler.load_state_dict(resumed["scaler"])
+        # A process the interrupted run did not have keeps the fresh stream drawn above.
+        if context.rank < len(resumed["rng"]):
+            torch_rng, loader_rng = resumed["rng"][context.rank]
+            torch.set_rng_state(torch_rng)
+            self.generator.set_state(loader_rng)
+        run.history, run.stale = resumed["history"], resumed["stale"]
+        run.next_epoch = resumed["epoch"] + 1
+        if context.is_main:
+            run.best_score, run.best_epoch = resumed["best_score"], resumed["best_epoch"]
+            run.best_state = checkpoint.read(model_dir, self.device)["state_dict"]
+            run.best_probabilities = resumed["best_probabilities"].numpy()
+            logger.warning(
+                "resuming after epoch %d from %s",
+                resumed["epoch"],
+                model_dir / checkpoint.STATE_FILE,
+            )
+        return run
+
+    def finish(self, run: _Run, synthetic: SyntheticPool | None) -> dict:
+        """Rank 0: the best epoch's weights and their final thresholds into the checkpoint;
+        every process returns that model."""
+        context, model = self.context, self.model
+        if context.distributed:
+            _check_agreement(model, context)
+        summary: dict | None = None
+        if context.is_main:
+            model.load_state_dict(run.best_state)
+            final, score = thresholds.tune(
+                run.best_probabilities,
+                self.cache.labels[self.val_idx],
+                mode=self.train_config.threshold_mode,
+                min_positives=self.train_config.threshold_min_positives,
+            )
+            pool = None
+            if synthetic is not None:
+                pool = {"records": len(synthetic.indices), "folder": synthetic.folder.name}
+            self._save_checkpoint(final, epoch=run.best_epoch, synthetic_pool=pool)
+            (self.model_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
+            summary = {
+                "epoch": run.best_epoch,
+                "challenge_metric": score,
+                "thresholds": final,
+                "validation": {"indices": self.val_idx, "probabilities": run.best_probabilities},
+            }
+        if context.distributed:
+            # Every process returns rank 0's best model, once it is saved.
+            state = {k: v.cpu() for k, v in model.state_dict().items()} if context.is_main else None
+            summary, state = distributed.broadcast((summary, state), context)
+            model.load_state_dict(state)
+        self.predictor.thresholds = summary["thresholds"]
+        model.eval()
+        return {**summary, "predictor": self.predictor}
+
+
 def fit(
     cache: Cache,
     indices: np.ndarray,
@@ -243,13 +408,52 @@ def fit(
     `context` places this process among several (see `train`); by default it is the only one.
     """
     context = context or distributed.Context()
+    fitting, loader, autocast = _set_up(
+        cache,
+        np.asarray(indices),
+        Path(model_dir),
+        model_config,
+        train_config,
+        synthetic,
+        device or pick_device(),
+        context,
+        progress,
+    )
+    run = fitting.resume()
+    # Compiled first, then wrapped (nanoGPT's order); the plain model is what gets saved.
+    step_model = torch.compile(fitting.model) if train_config.compile else fitting.model
+    step_model = distributed.wrap(step_model, context, fitting.device)
+    step = _stepper(
+        fitting.optimizer, fitting.scaler, autocast, fitting.device, train_config.augment
+    )
+    for epoch in range(run.next_epoch, train_config.max_epochs + 1):
+        start = time.perf_counter()
+        train_loss = _train_epoch(step_model, loader, step, epoch, context, progress)
+        seconds = time.perf_counter() - start
+        stop = context.is_main and fitting.validate_and_select(run, epoch, train_loss, seconds)
+        if fitting.end_epoch(run, epoch, stop):
+            break
+    return fitting.finish(run, synthetic)
+
+
+def _set_up(
+    cache: Cache,
+    indices: np.ndarray,
+    model_dir: Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    synthetic: SyntheticPool | None,
+    device: torch.device,
+    context: distributed.Context,
+    progress: bool,
+) -> tuple[_Fitting, DataLoader, object]:
+    """(the fit's shared parts, its training batches, its autocast): the split, the network
+    (pre-trained when there is a pool), its optimiser and the loader, in the order that draws
+    the seed's random numbers."""
     main = context.is_main
-    model_dir = Path(model_dir)
     if main:
         model_dir.mkdir(parents=True, exist_ok=True)
-    indices = np.asarray(indices)
     seed_everything(train_config.seed, train_config.deterministic)
-    device = device or pick_device()
     autocast, scaler = precision(device, train_config.amp)
     _warn_absent(cache.labels[indices], main)
     train_idx, val_idx = _split(
@@ -283,72 +487,25 @@ def fit(
     if context.distributed:
         logger.info(
             "rank %d of %d: %d training windows per epoch in %d batches",
-            context.rank,
-            context.world_size,
-            len(loader.sampler),
-            len(loader),
+            *(context.rank, context.world_size, len(loader.sampler), len(loader)),
         )
-    predictor = predict.Predictor(
-        model,
-        model_config,
-        np.full(lbl.NUM_CLASSES, 0.5),
-        train_config.preprocess,
-        device,
+    fitting = _Fitting(
+        cache=cache,
+        val_idx=val_idx,
+        model_dir=model_dir,
+        model_config=model_config,
+        train_config=train_config,
+        context=context,
+        device=device,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        generator=generator,
+        signature=_signature(model_config, train_config, cache, np.concatenate([indices, pool])),
+        progress=progress,
     )
-    signature = _signature(model_config, train_config, cache, np.concatenate([indices, pool]))
-    run = _resume(
-        model_dir, signature, model, optimizer, scheduler, scaler, generator, context, device
-    )
-    # Compiled first, then wrapped (nanoGPT's order); the plain `model` is what gets saved.
-    step_model = torch.compile(model) if train_config.compile else model
-    step_model = distributed.wrap(step_model, context, device)
-    step = _stepper(optimizer, scaler, autocast, device, train_config.augment)
-    for epoch in range(run.next_epoch, train_config.max_epochs + 1):
-        start = time.perf_counter()
-        train_loss = _train_epoch(step_model, loader, step, epoch, context, progress)
-        stop = False
-        if main:
-            stop = _validate_and_select(
-                run,
-                epoch,
-                train_loss,
-                time.perf_counter() - start,
-                predictor,
-                cache,
-                val_idx,
-                model_dir,
-                model_config,
-                train_config,
-                optimizer,
-                progress,
-            )
-        stop = _end_epoch(
-            run,
-            epoch,
-            stop,
-            model_dir,
-            signature,
-            model,
-            optimizer,
-            scheduler,
-            scaler,
-            generator,
-            context,
-        )
-        if stop:
-            break
-    return _finish(
-        run,
-        model,
-        predictor,
-        cache,
-        val_idx,
-        model_dir,
-        model_config,
-        train_config,
-        context,
-        synthetic,
-    )
+    return fitting, loader, autocast
 
 
 def _known(
@@ -401,41 +558,6 @@ def _optimiser(model: torch.nn.Module, train_config: cfg.TrainConfig, pretrained
         optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience
     )
     return optimizer, scheduler
-
-
-def _end_epoch(
-    run: _Run,
-    epoch: int,
-    stop: bool,
-    model_dir: Path,
-    signature: str,
-    model,
-    optimizer,
-    scheduler,
-    scaler,
-    generator: torch.Generator,
-    context: distributed.Context,
-) -> bool:
-    """Every process: step the schedule on rank 0's validation loss, save the state to resume
-    from (rank 0); True when rank 0 says stop."""
-    val_loss = run.history[-1][2] if context.is_main else math.nan
-    # Every process steps its scheduler on the same loss and stops with rank 0.
-    val_loss, stop = distributed.broadcast((val_loss, stop), context)
-    scheduler.step(val_loss)
-    rng = distributed.all_gather((torch.get_rng_state(), generator.get_state()), context)
-    if context.is_main:
-        _save_state(
-            model_dir / checkpoint.STATE_FILE,
-            signature,
-            epoch,
-            model,
-            optimizer,
-            scheduler,
-            scaler,
-            rng,
-            run,
-        )
-    return stop
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -561,179 +683,6 @@ def _train_epoch(
         bar.set_postfix(loss=f"{running / seen:.4f}")
     shares = distributed.all_gather((running, seen), context)
     return sum(r for r, _ in shares) / max(sum(n for _, n in shares), 1)
-
-
-def _validate_and_select(
-    run: _Run,
-    epoch: int,
-    train_loss: float,
-    seconds: float,
-    predictor: predict.Predictor,
-    cache: Cache,
-    val_idx: np.ndarray,
-    model_dir: Path,
-    model_config: cfg.ModelConfig,
-    train_config: cfg.TrainConfig,
-    optimizer: torch.optim.Optimizer,
-    progress: bool,
-) -> bool:
-    """Rank 0: validate, log the epoch, keep it if it is the best; True when training stops."""
-    probabilities, val_loss = _validate(predictor, cache, val_idx)
-    val_labels = cache.labels[val_idx]
-    cut, score = thresholds.tune(probabilities, val_labels, mode="global")
-    macro_f1 = scoring.f_measure(val_labels, thresholds.decide(probabilities, cut))[0]
-    lr = optimizer.param_groups[0]["lr"]
-    run.history.append([epoch, train_loss, val_loss, score, macro_f1, float(cut[0]), lr, seconds])
-    checkpoint.write_rows(
-        model_dir / checkpoint.HISTORY_FILE, checkpoint.HISTORY_FIELDS, run.history
-    )
-    if progress:
-        tqdm.write(
-            f"epoch {epoch:3d}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-            f"challenge {score:.3f}  F1 {macro_f1:.3f}  lr {lr:.0e}  {seconds:.0f} s"
-        )
-    criterion = score if train_config.select_metric == "challenge" else -val_loss
-    if criterion > run.best_score:
-        run.best_score, run.best_epoch, run.stale = criterion, epoch, 0
-        run.best_state = copy.deepcopy(predictor.model.state_dict())
-        run.best_probabilities = probabilities
-        checkpoint.save(
-            model_dir / checkpoint.CHECKPOINT_FILE,
-            predictor.model,
-            model_config,
-            train_config,
-            cut,
-            epoch=epoch,
-        )
-    else:
-        run.stale += 1
-    return run.stale >= train_config.early_stop_patience
-
-
-def _save_state(
-    path: Path,
-    signature: str,
-    epoch: int,
-    model,
-    optimizer,
-    scheduler,
-    scaler,
-    rng: list,
-    run: _Run,
-) -> None:
-    checkpoint.atomic_save(
-        {
-            "signature": signature,
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng,  # (torch, loader) generator states, one pair per rank
-            "history": run.history,
-            "stale": run.stale,
-            "best_score": float(run.best_score),
-            "best_epoch": run.best_epoch,
-            "best_probabilities": torch.from_numpy(run.best_probabilities),
-        },
-        path,
-    )
-
-
-def _resume(
-    model_dir: Path,
-    signature: str,
-    model,
-    optimizer,
-    scheduler,
-    scaler,
-    generator: torch.Generator,
-    context: distributed.Context,
-    device: torch.device,
-) -> _Run:
-    """The running state to continue from: a saved one of this very training, or a fresh one."""
-    # Rank 0 alone reads the model folder (on several nodes, only its node has it).
-    resumed = checkpoint.load_state(model_dir, signature) if context.is_main else None
-    resumed = distributed.broadcast(resumed, context)
-    run = _Run()
-    if resumed is None:
-        return run
-    model.load_state_dict(resumed["model"])
-    optimizer.load_state_dict(resumed["optimizer"])
-    scheduler.load_state_dict(resumed["scheduler"])
-    scaler.load_state_dict(resumed["scaler"])
-    # A process the interrupted run did not have keeps the fresh stream drawn above.
-    if context.rank < len(resumed["rng"]):
-        torch_rng, loader_rng = resumed["rng"][context.rank]
-        torch.set_rng_state(torch_rng)
-        generator.set_state(loader_rng)
-    run.history, run.stale = resumed["history"], resumed["stale"]
-    run.next_epoch = resumed["epoch"] + 1
-    if context.is_main:
-        best_checkpoint = checkpoint.read(model_dir, device)
-        run.best_score, run.best_epoch = resumed["best_score"], resumed["best_epoch"]
-        run.best_state = best_checkpoint["state_dict"]
-        run.best_probabilities = resumed["best_probabilities"].numpy()
-        logger.warning(
-            "resuming after epoch %d from %s", resumed["epoch"], model_dir / checkpoint.STATE_FILE
-        )
-    return run
-
-
-def _finish(
-    run: _Run,
-    model,
-    predictor: predict.Predictor,
-    cache: Cache,
-    val_idx: np.ndarray,
-    model_dir: Path,
-    model_config: cfg.ModelConfig,
-    train_config: cfg.TrainConfig,
-    context: distributed.Context,
-    synthetic: SyntheticPool | None,
-) -> dict:
-    """Rank 0: the best epoch's weights and their final thresholds into the checkpoint; every
-    process returns that model."""
-    if context.distributed:
-        _check_agreement(model, context)
-    summary: dict | None = None
-    if context.is_main:
-        model.load_state_dict(run.best_state)
-        final, score = thresholds.tune(
-            run.best_probabilities,
-            cache.labels[val_idx],
-            mode=train_config.threshold_mode,
-            min_positives=train_config.threshold_min_positives,
-        )
-        pool = (
-            None
-            if synthetic is None
-            else {"records": len(synthetic.indices), "folder": synthetic.folder.name}
-        )
-        checkpoint.save(
-            model_dir / checkpoint.CHECKPOINT_FILE,
-            model,
-            model_config,
-            train_config,
-            final,
-            epoch=run.best_epoch,
-            synthetic_pool=pool,
-        )
-        (model_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
-        summary = {
-            "epoch": run.best_epoch,
-            "challenge_metric": score,
-            "thresholds": final,
-            "validation": {"indices": val_idx, "probabilities": run.best_probabilities},
-        }
-    if context.distributed:
-        # Every process returns rank 0's best model, once it is saved.
-        state = {k: v.cpu() for k, v in model.state_dict().items()} if context.is_main else None
-        summary, state = distributed.broadcast((summary, state), context)
-        model.load_state_dict(state)
-    predictor.thresholds = summary["thresholds"]
-    model.eval()
-    return {**summary, "predictor": predictor}
 
 
 def pretrain(

@@ -23,6 +23,7 @@ from ecg_gcn import (
 )
 from ecg_gcn import labels as lbl
 from ecg_gcn.cache import build_cache, concat, load_cache
+from ecg_gcn.signal import Preprocess
 
 CPU = torch.device("cpu")
 
@@ -38,8 +39,13 @@ def test_the_pool_is_made_once_and_drawn_by_seed_alone(tmp_path):
         np.testing.assert_array_equal(first.signal(i), elsewhere.signal(i))
     np.testing.assert_array_equal(first.labels, elsewhere.labels)
     assert not all(np.array_equal(first.signal(i), other.signal(i)) for i in range(12))
-    folder = synthetic.pool_dir(12, 3, None, tmp_path / "a")
-    assert folder.name.startswith(f"synthetic-{synthetic.simulator_digest()}-n12-seed3")
+    folder = synthetic.pool_dir(12, 3, Preprocess(), tmp_path / "a")
+    assert folder.name == f"synthetic-{synthetic.simulator_digest()}-n12-seed3"
+    # Other preprocessing settings give the pool a folder of its own.
+    banded = synthetic.pool_dir(12, 3, Preprocess(band=(0.5, 45.0)), tmp_path / "a")
+    assert banded.name == f"{folder.name}-band0.5-45"
+    slower = synthetic.pool_dir(12, 3, Preprocess(fs=250), tmp_path / "a")
+    assert slower.name == f"{folder.name}-250Hz"
     # Only the cache is kept, not the written records.
     assert not list(folder.parent.glob("**/*.mat"))
 
