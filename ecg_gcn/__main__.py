@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ecg_gcn import ROOT
 from ecg_gcn.config import PROFILE_ENV, PROFILES, VARIANTS
-from ecg_gcn.labels import ROOT
 from ecg_gcn.records import MAX_FS, MIN_FS, MIN_SECONDS
 
 
@@ -190,6 +190,20 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {path} and its figures")
 
 
+def _explain(args: argparse.Namespace) -> None:
+    import torch
+
+    from ecg_gcn import explain, predict
+
+    out = Path(args.out or Path(args.record).with_suffix(".png").name)
+    try:
+        predictor = predict.load(args.model_dir, device=torch.device("cpu"))
+        path = explain.write(predictor, args.record, out, args.classes, args.method)
+    except (OSError, ValueError) as error:  # RecordError and HeaderError are ValueErrors
+        sys.exit(f"error: {error}")
+    print(f"wrote {path}")
+
+
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     """Run one step of the demo as a user would type it, and stop the demo if it fails."""
     shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
@@ -281,10 +295,7 @@ def _download(args: argparse.Namespace) -> None:
     print(f"records in {args.folder}: python train_model.py {folder} MODEL_DIR")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ecg_gcn", description=__doc__.splitlines()[0])
-    verbs = parser.add_subparsers(dest="verb", required=True)
-
+def _add_synth(verbs) -> None:
     synth = verbs.add_parser("synth", help="write labelled synthetic records")
     synth.add_argument("out", help="folder to write the records into (made if missing)")
     synth.add_argument(
@@ -301,11 +312,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     synth.set_defaults(run=_synth)
 
+
+def _add_describe(verbs) -> None:
     describe = verbs.add_parser("describe", help="print a profile's network and its size")
     describe.add_argument("--profile", default="paper", choices=PROFILES, help="(default paper)")
     describe.add_argument("--variant", choices=VARIANTS, help="a row of the paper's Table 1")
     describe.set_defaults(run=_describe)
 
+
+def _add_cv(verbs) -> None:
     cv = verbs.add_parser("cv", help="cross-validate beside the baselines")
     cv.add_argument("data", help="folder of .hea/.mat records")
     cv.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
@@ -324,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     cv.add_argument("--out", default="crossval", help="folder for fold models and the CSV")
     cv.set_defaults(run=_cv)
 
+
+def _add_ablation(verbs) -> None:
     ablation = verbs.add_parser("ablation", help="the paper's Table 1 on these data")
     ablation.add_argument("data", help="folder of .hea/.mat records")
     ablation.add_argument("--folds", type=int, default=5, help="stratified folds (default 5)")
@@ -331,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     ablation.add_argument("--out", default="ablation", help="folder for fold models and the CSV")
     ablation.set_defaults(run=_ablation)
 
+
+def _add_demo(verbs) -> None:
     demo = verbs.add_parser("demo", help="train, classify and score on synthetic data")
     demo.add_argument("folder", nargs="?", default="demo", help="working folder (default demo)")
     demo.add_argument("--n-train", type=int, default=3000, help="training records (default 3000)")
@@ -338,12 +357,35 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
     demo.set_defaults(run=_demo)
 
+
+def _add_report(verbs) -> None:
     report = verbs.add_parser("report", help="figures and a markdown summary of a trained model")
     report.add_argument("model_dir", help="the folder train_model.py wrote (model.pt, history.csv)")
     report.add_argument("--labels", help="label folder (WFDB headers): adds P(x | y) of its labels")
     report.add_argument("--outputs", help="driver.py's outputs for --labels: adds the scores")
     report.set_defaults(run=_report)
 
+
+def _add_explain(verbs) -> None:
+    explain = verbs.add_parser(
+        "explain", help="one recording's 12 leads, with where each diagnosis came from (PNG)"
+    )
+    explain.add_argument("model_dir", help="the folder train_model.py wrote")
+    explain.add_argument("record", help="the recording: its .hea, its .mat, or its name")
+    explain.add_argument("--out", help="the PNG to write (default: RECORD.png here)")
+    explain.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="classes to explain, by abbreviation or SNOMED code (default: those labelled)",
+    )
+    explain.add_argument(
+        "--method", choices=("gradient", "gradcam"), default="gradient", help="(default gradient)"
+    )
+    explain.set_defaults(run=_explain)
+
+
+def _add_download(verbs) -> None:
     download = verbs.add_parser(
         "download",
         help="fetch the 2020 training data from PhysioNet",
@@ -365,6 +407,23 @@ def main(argv: list[str] | None = None) -> None:
     download.add_argument("--jobs", type=int, help="files fetched at once (default 8)")
     download.set_defaults(run=_download)
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ecg_gcn", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    _add_synth(verbs)
+    _add_describe(verbs)
+    _add_cv(verbs)
+    _add_ablation(verbs)
+    _add_demo(verbs)
+    _add_report(verbs)
+    _add_explain(verbs)
+    _add_download(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.verb == "report" and args.outputs and not args.labels:
         parser.error("report: --outputs needs --labels")
