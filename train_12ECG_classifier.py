@@ -7,7 +7,8 @@ from ecg_gcn import config, distributed, report, train
 
 def train_12ECG_classifier(input_directory, output_directory):
     """Fit the CNN-BiGRU-GCN model on the recordings of `input_directory`; save it into
-    `output_directory`, with a report of the training (figures and report.md) beside it.
+    `output_directory`, with a report of the training (figures, a gallery of the validation
+    split's worst mistakes, and report.md) beside it.
     The profile comes from ECG_GCN_PROFILE (`paper` unless set). Under torchrun the processes
     train together (README: "Training on several GPUs") and rank 0 alone writes."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -16,6 +17,6 @@ def train_12ECG_classifier(input_directory, output_directory):
     if not distributed.is_main_process():
         return
     try:
-        report.write_report(output_directory)
+        report.write_report(output_directory, data_dir=input_directory)
     except Exception as error:  # the model is saved; a failed figure must not fail training
         logging.getLogger(__name__).warning("no report: %s", error)

@@ -184,7 +184,7 @@ def _report(args: argparse.Namespace) -> None:
     from ecg_gcn.report import write_report
 
     try:
-        path = write_report(args.model_dir, args.labels, args.outputs)
+        path = write_report(args.model_dir, args.labels, args.outputs, args.data)
     except (OSError, ValueError, EvaluationError) as error:  # ReportError is an OSError
         sys.exit(f"error: {error}")
     print(f"wrote {path} and its figures")
@@ -363,6 +363,9 @@ def _add_report(verbs) -> None:
     report.add_argument("model_dir", help="the folder train_model.py wrote (model.pt, history.csv)")
     report.add_argument("--labels", help="label folder (WFDB headers): adds P(x | y) of its labels")
     report.add_argument("--outputs", help="driver.py's outputs for --labels: adds the scores")
+    report.add_argument(
+        "--data", help="the training data: adds a gallery of the validation split's worst mistakes"
+    )
     report.set_defaults(run=_report)
 
 

@@ -1,8 +1,10 @@
-"""The prevalence baseline: every recording gets the training set's class frequencies.
+"""The baselines every model stands beside: prevalence and always normal.
 
-It needs no signal, so it is the floor any trained model must beat: its probabilities give the
-AUROC of chance, and its labels (the classes present in at least half of the training
-recordings, or else the most frequent one) are nearly always the always-normal answer.
+Prevalence gives every recording the training set's class frequencies. It needs no signal, so
+it is the floor any trained model must beat: its probabilities give the AUROC of chance, and
+its labels (the classes present in at least half of the training recordings, or else the most
+frequent one) are nearly always the always-normal answer. Always normal (sinus rhythm alone) is
+the challenge metric's zero by definition.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from ecg_gcn import labels as lbl
 from ecg_gcn import outputs, records
 from ecg_gcn.header import HeaderError, parse_header
+from ecg_gcn.thresholds import binarize
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,15 @@ def fit(data_dir: str | Path) -> np.ndarray:
 
 def answer(prevalence: np.ndarray) -> tuple[list[int], list[float], list[str]]:
     """(labels, scores, classes) over the 27 scored codes; never an empty label set."""
-    positive = prevalence >= 0.5
-    if not positive.any():
-        positive[int(np.argmax(prevalence))] = True
-    return outputs.answer(positive, prevalence)
+    return outputs.answer(binarize(prevalence, 0.5), prevalence)
+
+
+def baselines(prior: np.ndarray, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(probabilities, labels) of n recordings for each baseline: "prevalence" (the training
+    frequencies `prior`, labelled as `answer` labels them) and "always normal"."""
+    prevalence = np.tile(np.asarray(prior, dtype=np.float64), (n, 1))
+    normal = outputs.always_normal(n)
+    return {
+        "prevalence": (prevalence, binarize(prevalence, 0.5)),
+        "always normal": (normal.astype(np.float64), normal),
+    }

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecg_gcn import baseline, dataset, nets, scoring, train
 from ecg_gcn import config as cfg
-from ecg_gcn import dataset, nets, outputs, scoring, train
 from ecg_gcn.cache import Cache
 from ecg_gcn.labels import source_of
-from ecg_gcn.thresholds import binarize, decide
+from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,8 @@ def fold_ids(
 
 
 def _scores(labels: np.ndarray, probabilities: np.ndarray, decided: np.ndarray) -> dict:
-    return {
-        "challenge_metric": scoring.challenge_metric(labels, decided),
-        "macro_f1": scoring.f_measure(labels, decided)[0],
-        "macro_auroc": scoring.auc(labels, probabilities)[0],
-    }
+    scores = scoring.summary(labels, probabilities, decided)
+    return {key: scores[key] for key in ("challenge_metric", "macro_f1", "macro_auroc")}
 
 
 def evaluate_fold(
@@ -93,10 +90,10 @@ def evaluate_fold(
     probabilities = predictor.probabilities_many(cache.signal(int(i)) for i in test_idx)
     cut = predictor.thresholds if fixed_threshold is None else fixed_threshold
     results = {"model": _scores(labels, probabilities, decide(probabilities, cut))}
-    prevalence = np.tile(cache.labels[train_idx].mean(axis=0), (len(test_idx), 1))
-    results["prevalence"] = _scores(labels, prevalence, binarize(prevalence, 0.5))
-    normal = outputs.always_normal(len(labels))
-    results["always normal"] = _scores(labels, normal.astype(float), normal)
+    for name, answers in baseline.baselines(
+        cache.labels[train_idx].mean(axis=0), len(labels)
+    ).items():
+        results[name] = _scores(labels, *answers)
     return results
 
 

@@ -27,6 +27,8 @@ a proof of cause: it shows where the output is sensitive, to first order.
 
 from __future__ import annotations
 
+import csv
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +39,16 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ecg_gcn import checkpoint, records, signal
 from ecg_gcn import labels as lbl
-from ecg_gcn import records, signal
 from ecg_gcn.header import LEADS
 from ecg_gcn.predict import Predictor
 from ecg_gcn.thresholds import decide
 
+logger = logging.getLogger(__name__)
+
 METHODS = ("gradient", "gradcam")
+GALLERY_CLASSES = 2  # the report's gallery: this many classes, those with the most errors
 EVIDENCE_SMOOTH_S = 0.06  # the evidence's moving average: about a QRS wide
 MAX_STRIPS = 4
 # The clinical layout: columns of 2.5 s, each with three leads (indices into LEADS).
@@ -307,3 +312,56 @@ def write(
     out = Path(out)
     fig.savefig(out, dpi=110)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's gallery
+
+
+def gallery(
+    predictor: Predictor, model_dir: str | Path, data_dir: str | Path, out_dir: str | Path
+) -> list[tuple[str, str]]:
+    """Figures of the validation split's worst mistakes, for the report: for each of the
+    GALLERY_CLASSES classes with the most errors, its most confident false positive and its
+    most confident false negative. Returns (file name in `out_dir`, caption) of each."""
+    with open(Path(model_dir) / checkpoint.SPLIT_FILE, newline="") as f:
+        names = [row["record"] for row in csv.DictReader(f) if row["part"] == "validation"]
+    paths = [Path(data_dir) / f"{name}.hea" for name in names]
+    paths = [path for path in paths if records.companion(path.with_suffix(""), ".hea").is_file()]
+    truth, signals = [], []
+    for path in paths:  # a record that cannot be read has no place in the gallery
+        try:
+            record = records.load_record(path)
+        except (OSError, ValueError) as error:
+            logger.info("gallery: %s left out (%s)", path, error)
+            continue
+        truth.append(record.labels)
+        signals.append((path, signal.preprocess(record.signal, record.fs, predictor.preprocess)))
+    if not signals:
+        return []
+    truth = np.array(truth)
+    probabilities = predictor.probabilities_many(x for _, x in signals)
+    decided = decide(probabilities, predictor.thresholds)
+    errors = (decided != truth).sum(axis=0)
+    worst = [int(k) for k in np.argsort(-errors, kind="stable")[:GALLERY_CLASSES] if errors[k]]
+    figures = []
+    for k in worst:
+        name = lbl.abbreviations()[lbl.CLASSES[k]]
+        wrong = {
+            "false positive": np.flatnonzero(decided[:, k] & ~truth[:, k]),
+            "false negative": np.flatnonzero(~decided[:, k] & truth[:, k]),
+        }
+        for kind, rows in wrong.items():
+            if not rows.size:
+                continue
+            sign = 1 if kind == "false positive" else -1  # the most confident mistake
+            i = int(rows[np.argmax(sign * probabilities[rows, k])])
+            path = signals[i][0]
+            file = f"gallery-{name}-{kind.replace(' ', '-')}.png"
+            write(predictor, path, Path(out_dir) / file, [name])
+            caption = (
+                f"{name}, most confident {kind} of the validation split ({errors[k]} errors): "
+                f"{path.stem}, p {probabilities[i, k]:.2f} against {predictor.thresholds[k]:.2f}"
+            )
+            figures.append((file, caption))
+    return figures

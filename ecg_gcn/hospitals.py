@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecg_gcn import baseline, scoring, synthetic, train
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
-from ecg_gcn import outputs, scoring, synthetic, train
 from ecg_gcn.cache import Cache
 from ecg_gcn.labels import source_of
-from ecg_gcn.thresholds import binarize, decide
+from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
@@ -80,24 +80,7 @@ def folds(
 
 
 def _scores(truth: np.ndarray, probabilities: np.ndarray, decided: np.ndarray) -> dict:
-    f1, f1_per_class = scoring.f_measure(truth, decided)
-    macro_auroc, _, auroc_per_class, _ = scoring.auc(truth, probabilities)
-    return {
-        "decided": decided,
-        "challenge_metric": scoring.challenge_metric(truth, decided),
-        "macro_f1": f1,
-        "macro_auroc": macro_auroc,
-        "classes": (auroc_per_class, f1_per_class),
-    }
-
-
-def _baselines(prior: np.ndarray, truth: np.ndarray) -> dict[str, dict]:
-    prevalence = np.tile(prior, (len(truth), 1))
-    normal = outputs.always_normal(len(truth))
-    return {
-        "prevalence": _scores(truth, prevalence, binarize(prevalence, 0.5)),
-        "always normal": _scores(truth, normal.astype(float), normal),
-    }
+    return {**scoring.summary(truth, probabilities, decided), "decided": decided}
 
 
 def run(
@@ -218,7 +201,9 @@ class _Fold:
             results[model] = _scores(
                 truth, probabilities, decide(probabilities, predictor.thresholds)
             )
-        results |= _baselines(self.cache.labels[train_idx].mean(axis=0), truth)
+        prior = self.cache.labels[train_idx].mean(axis=0)
+        for name, answers in baseline.baselines(prior, len(truth)).items():
+            results[name] = _scores(truth, *answers)
         fold_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(fold_dir / "probabilities.npz", **saved)
         return truth, results
@@ -230,7 +215,8 @@ def _add_rows(
     for model, scores in results.items():
         counts = {"records": len(truth), "labelled": int(truth.any(axis=1).sum())}
         rows.append({**key, **counts, "model": model, **{k: scores[k] for k in ROW_FIELDS[6:]}})
-        for k, (auroc, f1) in enumerate(zip(*scores["classes"], strict=True)):
+        per_class = zip(scores["auroc_per_class"], scores["f1_per_class"], strict=True)
+        for k, (auroc, f1) in enumerate(per_class):
             class_rows.append(
                 {
                     **key,

@@ -1,12 +1,13 @@
 """A trained model's report: PNG figures and a short markdown summary in `MODEL_DIR/report/`.
 
-    python -m ecg_gcn report MODEL_DIR [--labels DIR --outputs DIR]
+    python -m ecg_gcn report MODEL_DIR [--labels DIR --outputs DIR] [--data DIR]
 
 From the model folder alone (model.pt, history.csv): the label graph the GCN head was built with
 (its normalised adjacency A_hat), the learning curves and the decision thresholds. With a label
 folder (WFDB headers), also the conditional probabilities P(x | y) of those labels, the paper's
 Fig. 2; with the driver's outputs for those recordings as well, the per-class F1 and AUROC and the
-challenge metric's confusion matrix, with the scores beside the always-normal baseline.
+challenge metric's confusion matrix, with the scores beside the always-normal baseline. With the
+training data, a gallery of the validation split's most confident mistakes (`explain.gallery`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib import colors, ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ecg_gcn import checkpoint, evaluation, graph, outputs, scoring
+from ecg_gcn import checkpoint, evaluation, explain, graph, outputs, predict, scoring
 from ecg_gcn import labels as lbl
 
 MARKDOWN_FILE = "report.md"
@@ -267,9 +269,12 @@ def write_report(
     model_dir: str | Path,
     labels_dir: str | Path | None = None,
     outputs_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Write the figures and report.md into `model_dir/report/`; return the markdown's path.
 
+    `data_dir` (the training data) adds a gallery: the validation split's most confident false
+    positive and false negative of the classes with the most errors, each explained.
     `labels_dir` (a folder of WFDB headers) adds P(x | y) of its labels; `outputs_dir` (the
     driver's CSVs for those recordings) adds the scores and needs `labels_dir`.
     """
@@ -303,11 +308,19 @@ def write_report(
 
     if scores is not None:
         images += _score_figures(scores, out)
+    if data_dir is not None:
+        images += _gallery(model_dir, data_dir, out)
 
     markdown = _markdown(model_dir, saved, history, best, images, scores, baseline)
     path = out / MARKDOWN_FILE
     path.write_text(markdown)
     return path
+
+
+def _gallery(model_dir: Path, data_dir: str | Path, out: Path) -> list[tuple[str, str]]:
+    """The validation split's most confident mistakes, each explained (ecg_gcn.explain)."""
+    predictor = predict.load(model_dir, device=torch.device("cpu"))
+    return explain.gallery(predictor, model_dir, data_dir, out)
 
 
 def _graph_figures(saved: dict, names: list[str], out: Path) -> list[tuple[str, str]]:

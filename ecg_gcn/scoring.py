@@ -194,3 +194,17 @@ class ChallengeMetric:
             return 0.0
         observed = self._raw(outputs[self._used])
         return (observed - self._inactive) / (self._correct - self._inactive)
+
+
+def summary(labels: np.ndarray, scores: np.ndarray, outputs: np.ndarray) -> dict:
+    """One set of answers scored: the challenge metric, macro F1 and macro AUROC, and F1 and
+    AUROC per class (NaN where a class has no positive, as in `auc`)."""
+    macro_f1, f1_per_class = f_measure(labels, outputs)
+    macro_auroc, _, auroc_per_class, _ = auc(labels, scores)
+    return {
+        "challenge_metric": challenge_metric(labels, outputs),
+        "macro_f1": macro_f1,
+        "macro_auroc": macro_auroc,
+        "f1_per_class": f1_per_class,
+        "auroc_per_class": auroc_per_class,
+    }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import config, crossval, dataset, synth
+from ecg_gcn import baseline, config, crossval, dataset, scoring, synth
 from ecg_gcn import labels as lbl
 from ecg_gcn.cache import build_cache
 
@@ -73,3 +73,21 @@ def test_no_fold_is_seen_by_the_model_that_scores_it(cache, tmp_path, folds):
         assert {r["held_out"] for r in rows} == {"Georgia", "SYN"}
     table = crossval.format_table(rows + crossval.mean_rows(rows))
     assert "mean" in table and "prevalence" in table
+
+
+def test_the_baselines_have_one_home_and_always_normal_scores_zero():
+    rng = np.random.default_rng(1)
+    truth = rng.random((40, lbl.NUM_CLASSES)) < 0.15
+    truth[:, lbl.NORMAL_INDEX] |= ~truth.any(axis=1)
+    prior = np.full(lbl.NUM_CLASSES, 0.1)
+    prior[lbl.NORMAL_INDEX] = 0.6
+    answers = baseline.baselines(prior, len(truth))
+    assert set(answers) == {"prevalence", "always normal"}
+    probabilities, labels = answers["prevalence"]
+    assert probabilities.shape == labels.shape == truth.shape
+    # Every recording gets what the driver's prevalence answer says, over the 24 classes.
+    said = np.array(baseline.answer(prior)[0], dtype=bool)
+    assert (lbl.expand(labels[0].astype(int)).astype(bool) == said).all()
+    assert scoring.summary(truth, *answers["always normal"])["challenge_metric"] == 0
+    scores = scoring.summary(truth, *answers["prevalence"])
+    assert scores["f1_per_class"].shape == scores["auroc_per_class"].shape == (lbl.NUM_CLASSES,)

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import checkpoint, config, report, synth, train
+from ecg_gcn import (
+    checkpoint,
+    config,
+    explain,
+    predict,
+    records,
+    report,
+    signal,
+    synth,
+    thresholds,
+    train,
+)
+from ecg_gcn import labels as lbl
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -115,3 +129,31 @@ def test_the_best_epoch_is_the_one_the_checkpoint_holds(run, tmp_path):
     (model / checkpoint.HISTORY_FILE).write_text("\n".join(lines) + "\n")
     text = report.write_report(model).read_text()
     assert "Best epoch 2: challenge metric 0.100" in text
+
+
+def test_the_data_adds_a_gallery_of_the_most_confident_mistakes(run, tmp_path):
+    model = copy_model(run["model"], tmp_path / "model")
+    text = report.write_report(model, data_dir=run["model"].parent / "train").read_text()
+    # What the gallery should hold, worked out here from the split and the saved model.
+    predictor = predict.load(model, device=torch.device("cpu"))
+    with open(model / checkpoint.SPLIT_FILE, newline="") as f:
+        names = [r["record"] for r in csv.DictReader(f) if r["part"] == "validation"]
+    loaded = [records.load_record(run["model"].parent / "train" / f"{n}.hea") for n in names]
+    truth = np.array([r.labels for r in loaded])
+    x = [signal.preprocess(r.signal, r.fs, predictor.preprocess) for r in loaded]
+    probabilities = predictor.probabilities_many(x)
+    decided = thresholds.decide(probabilities, predictor.thresholds)
+    errors = (decided != truth).sum(axis=0)
+    assert errors.any(), "the smoke model makes no mistake here: the test would prove nothing"
+    expected = set()
+    for k in np.argsort(-errors, kind="stable")[: explain.GALLERY_CLASSES]:
+        name = lbl.abbreviations()[lbl.CLASSES[k]]
+        if (decided[:, k] & ~truth[:, k]).any():
+            expected.add(f"gallery-{name}-false-positive.png")
+        if (~decided[:, k] & truth[:, k]).any():
+            expected.add(f"gallery-{name}-false-negative.png")
+    written = {p.name for p in (model / checkpoint.REPORT_FOLDER).glob("gallery-*.png")}
+    assert written == expected and expected
+    for name in expected:
+        assert_png(model / checkpoint.REPORT_FOLDER / name)
+        assert f"]({name})" in text
