@@ -36,7 +36,8 @@ def single_event_records(
     code: str, kind: str, n: int, seconds: float, seed: int
 ) -> list[tuple[np.ndarray, float]]:
     """n records (12, samples at 500 Hz) of sinus rhythm with exactly one ectopic beat of
-    `kind`, each with the time (s) of that beat's QRS centre; others are drawn and left out."""
+    `kind`, each with the time (s) of that beat: its QRS onset plus half the dominant QRS
+    duration. Records with none or several are drawn and left out."""
     rng = np.random.default_rng(seed)
     found = []
     while len(found) < n:
