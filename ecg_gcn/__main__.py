@@ -383,7 +383,10 @@ def _add_explain(verbs) -> None:
         help="classes to explain, by abbreviation or SNOMED code (default: those labelled)",
     )
     explain.add_argument(
-        "--method", choices=("gradient", "gradcam"), default="gradient", help="(default gradient)"
+        "--method",
+        choices=("integrated", "gradient", "gradcam"),
+        default="integrated",
+        help="how the evidence is drawn (default integrated: integrated gradients)",
     )
     explain.set_defaults(run=_explain)
 

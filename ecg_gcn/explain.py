@@ -16,13 +16,16 @@ It holds:
 The model scores a long recording window by window and averages; the figure shows the window
 that scored highest for the first class explained, and says so.
 
-Evidence: gradient x input (Simonyan et al. 2014; Shrikumar et al. 2017), summed over the leads,
-its positive part smoothed over EVIDENCE_SMOOTH_S: the first-order share of each sample in the
-class's logit. Grad-CAM on the last convolutional stage (Selvaraju et al. 2017) is the other
-method offered (`method="gradcam"`); it sees one value per 512 input samples (about 1 s at
-500 Hz), too coarse to point at one beat. `bench/bench_evidence.py` measures both on simulated
-ectopic beats at known times (BENCHMARKS.md, "Evidence"). The strip is not a diagnosis, and not
-a proof of cause: it shows where the output is sensitive, to first order.
+Evidence: integrated gradients (Sundararajan et al. 2017) from a flat baseline (each lead at its
+median) to the recording, IG_STEPS midpoints, summed over the leads; its positive part,
+smoothed over EVIDENCE_SMOOTH_S: how much each stretch of the signal, against a flat line,
+pushed the class's logit up. Chosen by measurement on simulated ectopic beats at known times
+(`bench/bench_evidence.py`, BENCHMARKS.md "Evidence"): on the demo model its peak fell within
+150 ms of the single PVC in 82 % of records and of the single PAC in 97 % (chance 3 %), where
+plain gradient x input found 18 % and 15 %, Grad-CAM on the last convolutional stage (one value
+per 512 input samples, about 1 s) 9 % and 14 %, and occlusion of 160 ms stretches 65 % and
+90 % at four times the cost. Both alternatives stay on offer (`method`). The strip is not a
+diagnosis, and not a proof of cause: it shows where the output is sensitive.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("gradient", "gradcam")
+METHODS = ("integrated", "gradient", "gradcam")
+IG_STEPS = 16  # midpoints of the path from the flat baseline to the recording
 GALLERY_CLASSES = 2  # the report's gallery: this many classes, those with the most errors
 EVIDENCE_SMOOTH_S = 0.06  # the evidence's moving average: about a QRS wide
 MAX_STRIPS = 4
@@ -61,16 +65,24 @@ MAX_MV = 3.0  # the voltage scale stops here: a taller wave is cut at the panel'
 
 
 def evidence(
-    predictor: Predictor, window: np.ndarray, classes: Sequence[int], method: str = "gradient"
+    predictor: Predictor, window: np.ndarray, classes: Sequence[int], method: str = "integrated"
 ) -> np.ndarray:
     """(len(classes), n) evidence per sample of one preprocessed (12, n) window for each class
     index: non-negative, larger where the stretch drove the class's logit up (module
-    docstring). `method` is "gradient" (gradient x input) or "gradcam"."""
+    docstring). `method`: "integrated" (integrated gradients), "gradient" (gradient x input)
+    or "gradcam"."""
     if method not in METHODS:
         raise ValueError(f"evidence method {method!r}: expected one of {', '.join(METHODS)}")
     model = predictor.model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)[None])
-    x = x.to(predictor.device).requires_grad_(method == "gradient")
+    window = np.ascontiguousarray(window, dtype=np.float32)
+    if method == "integrated":
+        baseline = np.median(window, axis=-1, keepdims=True)  # each lead flat at its baseline
+        alphas = ((np.arange(IG_STEPS) + 0.5) / IG_STEPS).astype(np.float32)[:, None, None]
+        path = baseline + alphas * (window - baseline)
+    else:
+        path = window[None]
+    x = torch.from_numpy(np.ascontiguousarray(path)).to(predictor.device)
+    x.requires_grad_(method != "gradcam")
     captured: dict[str, torch.Tensor] = {}
     hook = model.cnn.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
     try:
@@ -78,9 +90,13 @@ def evidence(
             logits = model(x)
             rows = []
             for k in classes:
-                target = x if method == "gradient" else captured["a"]
-                (grad,) = torch.autograd.grad(logits[0, k], target, retain_graph=True)
-                rows.append(_row(method, grad, target, window.shape[-1]))
+                target = captured["a"] if method == "gradcam" else x
+                (grad,) = torch.autograd.grad(logits[:, k].sum(), target, retain_graph=True)
+                if method == "integrated":  # the path's mean gradient times the distance
+                    difference = torch.from_numpy(window - baseline).to(grad.device)
+                    rows.append(_positive((grad.mean(0) * difference).sum(0)))
+                else:
+                    rows.append(_row(method, grad, target, window.shape[-1]))
     finally:
         hook.remove()
     smooth = max(1, round(EVIDENCE_SMOOTH_S * predictor.preprocess.fs))
@@ -89,12 +105,15 @@ def evidence(
     return np.maximum(smoothed, 0.0)  # the running sum's rounding leaves -1e-16 here and there
 
 
+def _positive(share: torch.Tensor) -> np.ndarray:
+    return share.clamp(min=0).detach().cpu().double().numpy()
+
+
 def _row(method: str, grad: torch.Tensor, target: torch.Tensor, n: int) -> np.ndarray:
     if method == "gradient":
-        share = (grad * target)[0].sum(0)  # each sample's first-order share, over the leads
-        return share.clamp(min=0).detach().cpu().double().numpy()
+        return _positive((grad * target)[0].sum(0))  # each sample's share, over the leads
     weights = grad[0].mean(-1, keepdim=True)  # one weight per channel: its mean gradient
-    cam = (weights * target[0]).sum(0).clamp(min=0).detach().cpu().double().numpy()
+    cam = _positive((weights * target[0]).sum(0))
     # Each feature step stands for n / len(cam) input samples: spread it back over them.
     centres = (np.arange(cam.size) + 0.5) * n / cam.size
     return np.interp(np.arange(n), centres, cam)
@@ -120,7 +139,7 @@ def explain(
     predictor: Predictor,
     record_path: str | Path,
     classes: Sequence[str] | None = None,
-    method: str = "gradient",
+    method: str = "integrated",
 ) -> Explanation:
     """The explanation of one recording (its `.hea`, `.mat` or the name without either).
     `classes`: abbreviations (AF, PVC...) or SNOMED codes; by default the classes the entry
@@ -200,7 +219,14 @@ def figure(explanation: Explanation, thresholds: np.ndarray) -> Figure:
     rhythm = fig.add_subplot(left[3, :], label=f"rhythm {LEADS[RHYTHM_LEAD]}")
     length_s = e.window.shape[-1] / e.fs
     name = f"{LEADS[RHYTHM_LEAD]} (rhythm)"
-    _trace(rhythm, leads[RHYTHM_LEAD], e.fs, (0.0, length_s), (low, high), name)
+    # The strip's own voltage range (same scale, fewer squares) keeps it as wide as the
+    # evidence strips under it, whatever the other leads' heights.
+    strip = leads[RHYTHM_LEAD]
+    volts = (
+        float(np.clip(np.floor(strip.min() * 2) / 2, -MAX_MV, -1.0)),
+        float(np.clip(np.ceil(strip.max() * 2) / 2, 1.0, MAX_MV)),
+    )
+    _trace(rhythm, strip, e.fs, (0.0, length_s), volts, name)
     for i, k in enumerate(e.classes):
         name = names[lbl.CLASSES[k]]
         ax = fig.add_subplot(left[4 + i, :], label=f"evidence {name}")
@@ -229,22 +255,27 @@ def _title(e: Explanation) -> str:
 
 
 def _paper(ax: Axes, start: float, stop: float, low: float, high: float) -> None:
-    """ECG paper: 1 mm squares (0.04 s, 0.1 mV), 5 mm squares darker, at 25 mm/s and 10 mm/mV."""
+    """ECG paper: 1 mm squares (0.04 s, 0.1 mV), 5 mm squares darker, at 25 mm/s and 10 mm/mV.
+    The lines are two collections (gid "paper-1mm" and "paper-5mm"), one labelled tick a
+    second and a millivolt: a tick object per paper line would take seconds to draw."""
     ax.set_xlim(start, stop)
     ax.set_ylim(low, high)
-    ax.set_xticks(np.arange(np.ceil(start / 0.2) * 0.2, stop + 1e-9, 0.2), minor=False)
-    ax.set_xticks(np.arange(np.ceil(start / 0.04) * 0.04, stop + 1e-9, 0.04), minor=True)
-    ax.set_yticks(np.arange(np.ceil(low / 0.5) * 0.5, high + 1e-9, 0.5), minor=False)
-    ax.set_yticks(np.arange(np.ceil(low / 0.1) * 0.1, high + 1e-9, 0.1), minor=True)
-    ax.grid(True, which="minor", color=PAPER_MINOR, linewidth=0.3)
-    ax.grid(True, which="major", color=PAPER_MAJOR, linewidth=0.6)
-    ax.set_axisbelow(True)
+    for step, colour, width, gid in (
+        (0.04, PAPER_MINOR, 0.3, "1mm"),
+        (0.2, PAPER_MAJOR, 0.6, "5mm"),
+    ):
+        times = np.arange(np.ceil(start / step - 1e-6), np.floor(stop / step + 1e-6) + 1) * step
+        volts = np.arange(np.ceil(low / step / 2.5 - 1e-6), np.floor(high / step / 2.5 + 1e-6) + 1)
+        volts = volts * step * 2.5  # 1 mm is 0.04 s across and 0.1 mV up
+        lines = ax.vlines(times, low, high, colors=colour, linewidth=width, zorder=0)
+        lines.set_gid(f"paper-{gid}")
+        rows = ax.hlines(volts, start, stop, colors=colour, linewidth=width, zorder=0)
+        rows.set_gid(f"paper-{gid}")
+    ax.set_xticks(np.arange(np.ceil(start - 1e-6), np.floor(stop + 1e-6) + 1))
+    ax.set_yticks(np.arange(np.ceil(low - 1e-6), np.floor(high + 1e-6) + 1))
     # 1 s is 25 mm and 1 mV is 10 mm: a data unit up is 10/25 of a data unit across.
     ax.set_aspect(MM_PER_MV / MM_PER_S, adjustable="box")
-    ax.tick_params(which="both", length=0, labelsize=6)
-    # One time label a second and one voltage label a millivolt keep the paper readable.
-    ax.set_xticklabels([f"{t:g}" if abs(t - round(t)) < 1e-6 else "" for t in ax.get_xticks()])
-    ax.set_yticklabels([f"{v:g}" if abs(v - round(v)) < 1e-6 else "" for v in ax.get_yticks()])
+    ax.tick_params(length=0, labelsize=6)
 
 
 def _trace(
@@ -305,7 +336,7 @@ def write(
     record_path: str | Path,
     out: str | Path,
     classes: Sequence[str] | None = None,
-    method: str = "gradient",
+    method: str = "integrated",
 ) -> Path:
     """Explain one recording into the PNG `out`; returns its path."""
     fig = figure(explain(predictor, record_path, classes, method), predictor.thresholds)

@@ -37,7 +37,7 @@ def test_measure_gives_a_row_per_class_and_method():
     )
     rows = bench_evidence.measure(predictor, n=2, seed=0)
     assert [(r["class"], r["method"]) for r in rows] == [
-        (c, m) for c in ("PVC", "PAC") for m in ("gradient", "gradcam")
+        (c, m) for c in ("PVC", "PAC") for m in ("integrated", "gradient", "gradcam")
     ]
     for r in rows:
         assert r["records"] == 2 and 0 <= r["peak within 150 ms"] <= 1 and r["chance"] < 0.1

@@ -58,10 +58,12 @@ def test_the_figure_is_a_12_lead_ecg_with_a_rhythm_strip_evidence_and_probabilit
     # ECG paper: 1 mm squares of 0.04 s and 0.1 mV, 5 mm squares of 0.2 s and 0.5 mV, and
     # 25 mm/s against 10 mm/mV.
     ax = axes["V1"]
-    for ticks, minor, major in ((ax.get_xticks, 0.04, 0.2), (ax.get_yticks, 0.1, 0.5)):
-        # matplotlib leaves out a minor line where a major one is drawn
-        every = np.union1d(np.round(ticks(minor=True), 6), np.round(ticks(), 6))
-        assert np.diff(every) == pytest.approx(minor) and np.diff(ticks()) == pytest.approx(major)
+    for gid, seconds, millivolts in (("paper-1mm", 0.04, 0.1), ("paper-5mm", 0.2, 0.5)):
+        vertical, horizontal = [c for c in ax.collections if c.get_gid() == gid]
+        x = sorted(segment[0][0] for segment in vertical.get_segments())
+        y = sorted(segment[0][1] for segment in horizontal.get_segments())
+        assert np.diff(x) == pytest.approx(seconds) and x[0] == pytest.approx(5.0)
+        assert np.diff(y) == pytest.approx(millivolts) and len(x) == round(2.5 / seconds) + 1
     assert ax.get_aspect() == pytest.approx(10 / 25)
     assert ax.get_ylabel() == "mV" and ax.get_xlabel() == "s"
     # The rhythm strip and the evidence strips cover the window the model scored.
@@ -104,14 +106,15 @@ def test_by_default_the_labelled_classes_are_explained(predictor, records):
 
 @pytest.mark.parametrize("method", explain.METHODS)
 def test_evidence_is_zero_where_the_input_is_silent(predictor, method):
-    """Gradient x input gives no share to a flat stretch; Grad-CAM, seeing about 1 s per step,
-    is only asked to be non-negative and of the window's length."""
+    """Integrated gradients from a flat baseline and gradient x input give no share to a flat
+    stretch; Grad-CAM, seeing about 1 s per step, is only asked to be non-negative and of the
+    window's length."""
     rng = np.random.default_rng(0)
     window = np.zeros((12, SETTINGS.window), dtype=np.float32)
     window[:, :2000] = rng.normal(0, 0.5, (12, 2000))
     strips = explain.evidence(predictor, window, [0, 5], method)
     assert strips.shape == (2, SETTINGS.window) and (strips >= 0).all()
-    if method == "gradient":
+    if method != "gradcam":
         smooth = round(explain.EVIDENCE_SMOOTH_S * 500)
         assert strips[:, 2000 + smooth :].max() == 0 and strips[:, :2000].max() > 0
 
