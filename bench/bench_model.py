@@ -15,12 +15,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.benchmark import driver_seconds, matmul_rate, random_model, training_rate
-from ecg_gcn import config, nets, predict, synth
-from ecg_gcn import labels as lbl
+from bench.benchmark import (
+    cpu_predictor,
+    driver_seconds,
+    matmul_rate,
+    random_model,
+    training_rate,
+)
+from ecg_gcn import config, nets, synth
 
 
 def main() -> None:
@@ -42,14 +46,7 @@ def main() -> None:
     rate = training_rate(model, train_config.batch_size, window, args.steps)
     print(f"training: {rate:.1f} records/s (batches of {train_config.batch_size})")
 
-    model.eval()
-    predictor = predict.Predictor(
-        model,
-        model_config,
-        np.full(lbl.NUM_CLASSES, 0.5),
-        train_config.preprocess,
-        torch.device("cpu"),
-    )
+    predictor = cpu_predictor(model, model_config, train_config)
     with tempfile.TemporaryDirectory() as tmp:
         names = synth.generate(tmp, args.records, seed=1, fs=500, seconds=10.0)
         ms = driver_seconds(predictor, Path(tmp), names) * 1e3

@@ -173,6 +173,16 @@ def training_rate(model: nets.ECGNet, batch_size: int, window: int, steps: int) 
     return batch_size / best_of(step, steps)
 
 
+def cpu_predictor(
+    model: torch.nn.Module, model_config: config.ModelConfig, train_config: config.TrainConfig
+) -> predict.Predictor:
+    """A Predictor on the CPU around `model` (in eval mode), every threshold 0.5."""
+    thresholds = np.full(lbl.NUM_CLASSES, 0.5)
+    return predict.Predictor(
+        model.eval(), model_config, thresholds, train_config.preprocess, torch.device("cpu")
+    )
+
+
 def driver_seconds(predictor: predict.Predictor, data_dir: Path, names: list[str]) -> float:
     """Mean seconds per record of what driver.py does for each one: read the `.mat` file and
     the header, then `run_12ECG_classifier` (conversion, resampling, windows, the network)."""
@@ -298,14 +308,7 @@ def run(
         gemm = matmul_rate()
         gflop = nets.forward_flops(model, window)
         floor_ms = gflop / gemm * 1e3
-        model.eval()
-        predictor = predict.Predictor(
-            model,
-            model_config,
-            np.full(lbl.NUM_CLASSES, 0.5),
-            train_config.preprocess,
-            torch.device("cpu"),
-        )
+        predictor = cpu_predictor(model, model_config, train_config)
         short = driver_seconds(predictor, data, names[:20]) * 1e3
         long_names = synth.generate(
             tmp / "long",
