@@ -358,20 +358,24 @@ def gallery(
     with open(Path(model_dir) / checkpoint.SPLIT_FILE, newline="") as f:
         names = [row["record"] for row in csv.DictReader(f) if row["part"] == "validation"]
     paths = [Path(data_dir) / f"{name}.hea" for name in names]
-    paths = [path for path in paths if records.companion(path.with_suffix(""), ".hea").is_file()]
-    truth, signals = [], []
-    for path in paths:  # a record that cannot be read has no place in the gallery
-        try:
-            record = records.load_record(path)
-        except (OSError, ValueError) as error:
-            logger.info("gallery: %s left out (%s)", path, error)
-            continue
-        truth.append(record.labels)
-        signals.append((path, signal.preprocess(record.signal, record.fs, predictor.preprocess)))
-    if not signals:
+    read: list[Path] = []  # the records read, in the order their probabilities come
+    seen: list[np.ndarray] = []  # their labels
+
+    def signals():  # one record in memory at a time, however large the validation split
+        for path in paths:
+            try:
+                record = records.load_record(records.companion(path.with_suffix(""), ".hea"))
+            except (OSError, ValueError) as error:  # it has no place in the gallery
+                logger.info("gallery: %s left out (%s)", path, error)
+                continue
+            read.append(path)
+            seen.append(record.labels)
+            yield signal.preprocess(record.signal, record.fs, predictor.preprocess)
+
+    probabilities = predictor.probabilities_many(signals())
+    if not read:
         return []
-    truth = np.array(truth)
-    probabilities = predictor.probabilities_many(x for _, x in signals)
+    truth = np.array(seen)
     decided = decide(probabilities, predictor.thresholds)
     errors = (decided != truth).sum(axis=0)
     worst = [int(k) for k in np.argsort(-errors, kind="stable")[:GALLERY_CLASSES] if errors[k]]
@@ -387,7 +391,7 @@ def gallery(
                 continue
             sign = 1 if kind == "false positive" else -1  # the most confident mistake
             i = int(rows[np.argmax(sign * probabilities[rows, k])])
-            path = signals[i][0]
+            path = read[i]
             file = f"gallery-{name}-{kind.replace(' ', '-')}.png"
             write(predictor, path, Path(out_dir) / file, [name])
             caption = (

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib import colors, ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -319,7 +318,7 @@ def write_report(
 
 def _gallery(model_dir: Path, data_dir: str | Path, out: Path) -> list[tuple[str, str]]:
     """The validation split's most confident mistakes, each explained (ecg_gcn.explain)."""
-    predictor = predict.load(model_dir, device=torch.device("cpu"))
+    predictor = predict.load(model_dir)  # on the GPU when there is one: the split may be large
     return explain.gallery(predictor, model_dir, data_dir, out)
 
 
