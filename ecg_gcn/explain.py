@@ -148,7 +148,7 @@ def explain(
     base = path.with_suffix("") if path.suffix.lower() in (".hea", ".mat") else path
     record = records.load_record(records.companion(base, ".hea"))
     settings = predictor.preprocess
-    x = np.nan_to_num(signal.preprocess(record.signal, record.fs, settings))
+    x = signal.preprocess(record.signal, record.fs, settings)  # finite: preprocess sees to it
     starts = signal.window_starts(x.shape[-1], settings.window)
     windows = signal.windows(x, settings.window)
     per_window = predictor.probabilities_many(iter(windows))

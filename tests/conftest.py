@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import config, synth, train
+from ecg_gcn import config, graph, nets, predict, signal, synth, train
+from ecg_gcn import labels as lbl
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +37,19 @@ def small_records(tmp_path_factory) -> Path:
     synth.generate(folder, 6, seed=3, seconds=8.0)
     synth.generate(folder, 2, seed=4, prefix="HZ", fs=257, seconds=12.0)
     return folder
+
+
+@pytest.fixture(scope="session")
+def untrained_predictor() -> Callable[[signal.Preprocess], predict.Predictor]:
+    """Makes a Predictor on the CPU around an untrained smoke-profile network (the same weights
+    every time: seed 0), every threshold 0.5, with the given preprocessing settings."""
+
+    def make(settings: signal.Preprocess) -> predict.Predictor:
+        torch.manual_seed(0)
+        model_config = config.profile("smoke")[0]
+        labels = np.random.default_rng(0).random((200, lbl.NUM_CLASSES)) < 0.2
+        model = nets.build_model(model_config, graph.adjacency(labels, 0.4, 0.25)).eval()
+        thresholds = np.full(lbl.NUM_CLASSES, 0.5)
+        return predict.Predictor(model, model_config, thresholds, settings, torch.device("cpu"))
+
+    return make

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ecg_gcn import __main__ as cli
-from ecg_gcn import checkpoint, config, explain, graph, nets, predict, signal, synth
+from ecg_gcn import checkpoint, config, explain, predict, signal, synth
 from ecg_gcn import labels as lbl
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "real_sample"
@@ -18,13 +17,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def predictor() -> predict.Predictor:
-    torch.manual_seed(0)
-    model_config = config.profile("smoke")[0]
-    labels = np.random.default_rng(0).random((200, lbl.NUM_CLASSES)) < 0.2
-    model = nets.build_model(model_config, graph.adjacency(labels, 0.4, 0.25)).eval()
-    thresholds = np.full(lbl.NUM_CLASSES, 0.5)
-    return predict.Predictor(model, model_config, thresholds, SETTINGS, torch.device("cpu"))
+def predictor(untrained_predictor) -> predict.Predictor:
+    return untrained_predictor(SETTINGS)
 
 
 @pytest.fixture(scope="module")

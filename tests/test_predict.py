@@ -6,21 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import config, graph, nets, predict, signal
 from ecg_gcn import labels as lbl
+from ecg_gcn import predict, signal
 
 WINDOW = 1000
 SETTINGS = signal.Preprocess(window_seconds=WINDOW / signal.TARGET_FS)
 
 
 @pytest.fixture(scope="module")
-def predictor() -> predict.Predictor:
-    torch.manual_seed(0)
-    model_config = config.profile("smoke")[0]
-    labels = np.random.default_rng(0).random((200, lbl.NUM_CLASSES)) < 0.2
-    model = nets.build_model(model_config, graph.adjacency(labels, 0.4, 0.25)).eval()
-    thresholds = np.full(lbl.NUM_CLASSES, 0.5)
-    return predict.Predictor(model, model_config, thresholds, SETTINGS, torch.device("cpu"))
+def predictor(untrained_predictor) -> predict.Predictor:
+    return untrained_predictor(SETTINGS)
 
 
 def by_hand(predictor: predict.Predictor, x: np.ndarray) -> np.ndarray:
