@@ -246,7 +246,7 @@ def _demo(args: argparse.Namespace) -> None:
         if not data.is_dir():
             _run([py, "-m", "ecg_gcn", "synth", str(data), "--n", str(n), "--seed", str(seed)])
         _check_records(data)
-    profile = os.environ.get(PROFILE_ENV) or "quick"
+    profile = os.environ.get(PROFILE_ENV) or "demo"
     _run([py, "train_model.py", str(train), str(model)], env={PROFILE_ENV: profile})
     _run([py, "driver.py", str(model), str(test), str(folder / "outputs")])
     scores = folder / "scores.csv"

@@ -74,6 +74,11 @@ def evidence(
     if method not in METHODS:
         raise ValueError(f"evidence method {method!r}: expected one of {', '.join(METHODS)}")
     model = predictor.model.eval()
+    if method == "gradcam" and not hasattr(model, "cnn"):
+        raise ValueError(
+            "Grad-CAM reads the feature maps of one network, and this model is an ensemble of "
+            f"{len(model.members)}: use --method integrated or gradient"
+        )
     window = np.ascontiguousarray(window, dtype=np.float32)
     if method == "integrated":
         baseline = np.median(window, axis=-1, keepdims=True)  # each lead flat at its baseline
@@ -84,7 +89,9 @@ def evidence(
     x = torch.from_numpy(np.ascontiguousarray(path)).to(predictor.device)
     x.requires_grad_(method != "gradcam")
     captured: dict[str, torch.Tensor] = {}
-    hook = model.cnn.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
+    hook = None
+    if method == "gradcam":
+        hook = model.cnn.register_forward_hook(lambda _m, _i, o: captured.__setitem__("a", o))
     try:
         with torch.enable_grad():
             logits = model(x)
@@ -98,7 +105,8 @@ def evidence(
                 else:
                     rows.append(_row(method, grad, target, window.shape[-1]))
     finally:
-        hook.remove()
+        if hook is not None:
+            hook.remove()
     smooth = max(1, round(EVIDENCE_SMOOTH_S * predictor.preprocess.fs))
     out = np.stack(rows) if rows else np.zeros((0, window.shape[-1]))
     smoothed = scipy.ndimage.uniform_filter1d(out, smooth, axis=-1, mode="constant")

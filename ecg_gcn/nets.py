@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -295,9 +295,35 @@ def build_model(config: ModelConfig, adjacency: np.ndarray | None) -> ECGNet:
     return ECGNet(config, torch.as_tensor(a, dtype=torch.float32))
 
 
-def model_from_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor]) -> ECGNet:
-    """Rebuild a saved model: the architecture from `config`, weights and A_hat from the dict."""
-    model = build_model(config, np.eye(config.num_classes, dtype=np.float32))
+class Ensemble(nn.Module):
+    """Networks of one configuration whose probabilities are averaged (`TrainConfig.members`).
+
+    `forward` gives the logit of the mean probability, so whatever takes ECGNet's logits (the
+    sigmoid of inference, the gradients of ecg_gcn.explain) takes an ensemble alike."""
+
+    def __init__(self, members: Sequence[ECGNet]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.sigmoid(m(x).float()) for m in self.members]).mean(dim=0)
+        return torch.logit(p, eps=1e-7)
+
+
+def model_from_state_dict(
+    config: ModelConfig, state_dict: Mapping[str, torch.Tensor]
+) -> ECGNet | Ensemble:
+    """Rebuild a saved model: the architecture from `config`, weights and A_hat from the dict;
+    an Ensemble when the dict holds members (keys `members.<i>.`)."""
+    placeholder = np.eye(config.num_classes, dtype=np.float32)
+    indices = {int(key.split(".")[1]) for key in state_dict if key.startswith("members.")}
+    if indices:
+        model: nn.Module = Ensemble([build_model(config, placeholder) for _ in indices])
+    else:
+        model = build_model(config, placeholder)
     model.load_state_dict(state_dict)
     return model
 

@@ -282,7 +282,9 @@ def write_report(
         raise ValueError("the outputs can only be scored against labels: give labels_dir too")
     _require(model_dir / checkpoint.CHECKPOINT_FILE)
     saved = checkpoint.read(model_dir)
-    history = read_history(_require(model_dir / checkpoint.HISTORY_FILE))
+    # An ensemble's learning curves and gallery are its first member's (TrainConfig.members).
+    first = model_dir / "member-1" if "member_epochs" in saved else model_dir
+    history = read_history(_require(first / checkpoint.HISTORY_FILE))
     out = model_dir / checkpoint.REPORT_FOLDER
     out.mkdir(exist_ok=True)
     classes = list(saved["classes"])
@@ -308,7 +310,7 @@ def write_report(
     if scores is not None:
         images += _score_figures(scores, out)
     if data_dir is not None:
-        images += _gallery(model_dir, data_dir, out)
+        images += _gallery(first, data_dir, out)
 
     markdown = _markdown(model_dir, saved, history, best, images, scores, baseline)
     path = out / MARKDOWN_FILE
@@ -324,7 +326,9 @@ def _gallery(model_dir: Path, data_dir: str | Path, out: Path) -> list[tuple[str
 
 def _graph_figures(saved: dict, names: list[str], out: Path) -> list[tuple[str, str]]:
     """The GCN head's label graph, when the model has one: [(file name, caption)]."""
-    adjacency = saved["state_dict"].get("head.adjacency")
+    adjacency = next(
+        (v for k, v in saved["state_dict"].items() if k.endswith("head.adjacency")), None
+    )
     if adjacency is None:
         return []
     model_config = saved["model_config"]
@@ -391,6 +395,12 @@ def _split_counts(model_dir: Path) -> str:
         return "not recorded (no split.csv)"
     with open(path, newline="") as f:
         parts = [row["part"] for row in csv.DictReader(f)]
+    members = {part for part in parts if part.startswith("member-")}
+    if members:
+        return (
+            f"{len(parts)} recordings in {len(members)} cross-fitted parts, one per ensemble "
+            "member (learning curves and gallery: member 1)"
+        )
     return f"{parts.count('train')} training, {parts.count('validation')} validation recordings"
 
 

@@ -161,7 +161,7 @@ def train(
                 context,
             )
             cache, pool = with_pool(cache, pool_cache)
-        return fit(
+        return fit_members(
             cache,
             indices,
             model_dir,
@@ -396,10 +396,14 @@ def fit(
     device: torch.device | None = None,
     context: distributed.Context | None = None,
     progress: bool = True,
+    validation: np.ndarray | None = None,
 ) -> dict:
-    """Fit the model on the cached records `indices` (a validation part is held out of them
+    """Fit one network on the cached records `indices` (a validation part is held out of them
     to pick the epoch and tune the thresholds); write it into `model_dir`. Cross-validation
     calls this with each fold's training part, so nothing of the scored fold is ever seen.
+
+    `validation`: the records of `indices` to validate on (the others train), in place of a
+    `validation_fraction` hold-out; `fit_members` gives each member its part.
 
     `synthetic`: the synthetic pool's records in the same cache. The network is pre-trained on
     them (`pretrain`, cached), then every epoch mixes a fresh draw of them into the real
@@ -418,6 +422,7 @@ def fit(
         device or pick_device(),
         context,
         progress,
+        validation,
     )
     run = fitting.resume()
     # Compiled first, then wrapped (nanoGPT's order); the plain model is what gets saved.
@@ -436,6 +441,91 @@ def fit(
     return fitting.finish(run, synthetic)
 
 
+def fit_members(
+    cache: Cache,
+    indices: np.ndarray,
+    model_dir: str | Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    *,
+    synthetic: SyntheticPool | None = None,
+    device: torch.device | None = None,
+    context: distributed.Context | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fit the model of `train_config`: one network (`fit`) or, with `members` > 1, a
+    cross-fitted ensemble (TrainConfig.members). Member i is fitted into `model_dir`/member-i
+    on every part of the records but the i-th, which it validates on; the ensemble's
+    thresholds are tuned on all the records' out-of-fold probabilities, and its checkpoint
+    is `model_dir`/model.pt. Returns `fit`'s summary, "validation" being out-of-fold."""
+    indices = np.asarray(indices)
+    k = min(train_config.members, len(indices))
+    common = {"synthetic": synthetic, "device": device, "context": context, "progress": progress}
+    if k < 2:
+        return fit(cache, indices, model_dir, model_config, train_config, **common)
+    context = context or distributed.Context()
+    model_dir = Path(model_dir)
+    part = dataset.stratified_folds(cache.labels[indices], k, train_config.seed)
+    summaries = []
+    for i in range(k):
+        if progress:
+            tqdm.write(
+                f"member {i + 1} of {k}: validating on {np.count_nonzero(part == i)} records"
+            )
+        summaries.append(
+            fit(
+                cache,
+                indices,
+                model_dir / f"member-{i + 1}",
+                model_config,
+                train_config,
+                validation=indices[part == i],
+                **common,
+            )
+        )
+    val_idx = np.concatenate([s["validation"]["indices"] for s in summaries])
+    probabilities = np.concatenate([s["validation"]["probabilities"] for s in summaries])
+    final, score = thresholds.tune(
+        probabilities,
+        cache.labels[val_idx],
+        mode=train_config.threshold_mode,
+        min_positives=train_config.threshold_min_positives,
+    )
+    ensemble = nets.Ensemble([s["predictor"].model for s in summaries]).eval()
+    epochs = [int(s["epoch"]) for s in summaries]
+    if context.is_main:
+        pool = None
+        if synthetic is not None:
+            pool = {"records": len(synthetic.indices), "folder": synthetic.folder.name}
+        checkpoint.save(
+            model_dir / checkpoint.CHECKPOINT_FILE,
+            ensemble,
+            model_config,
+            train_config,
+            final,
+            epoch=epochs[0],
+            member_epochs=epochs,
+            synthetic_pool=pool,
+        )
+        # Which member validated each record (and so gave its out-of-fold probability).
+        checkpoint.write_rows(
+            model_dir / checkpoint.SPLIT_FILE,
+            ("record", "part"),
+            sorted((cache.names[j], f"member-{part[n] + 1}") for n, j in enumerate(indices)),
+        )
+    predictor = predict.Predictor(
+        ensemble, model_config, final, train_config.preprocess, summaries[0]["predictor"].device
+    )
+    return {
+        "epoch": epochs[0],
+        "member_epochs": epochs,
+        "challenge_metric": score,
+        "thresholds": final,
+        "validation": {"indices": val_idx, "probabilities": probabilities},
+        "predictor": predictor,
+    }
+
+
 def _set_up(
     cache: Cache,
     indices: np.ndarray,
@@ -446,6 +536,7 @@ def _set_up(
     device: torch.device,
     context: distributed.Context,
     progress: bool,
+    validation: np.ndarray | None = None,
 ) -> tuple[_Fitting, DataLoader, object]:
     """(the fit's shared parts, its training batches, its autocast): the split, the network
     (pre-trained when there is a pool), its optimiser and the loader, in the order that draws
@@ -456,9 +547,13 @@ def _set_up(
     seed_everything(train_config.seed, train_config.deterministic)
     autocast, scaler = precision(device, train_config.amp)
     _warn_absent(cache.labels[indices], main)
-    train_idx, val_idx = _split(
-        cache.labels, indices, train_config.validation_fraction, train_config.seed
-    )
+    if validation is None:
+        train_idx, val_idx = _split(
+            cache.labels, indices, train_config.validation_fraction, train_config.seed
+        )
+    else:
+        val_idx = np.asarray(validation)
+        train_idx = indices[~np.isin(indices, val_idx)]
     if main:
         _write_split(model_dir / checkpoint.SPLIT_FILE, cache, train_idx, val_idx)
     pool = synthetic.indices if synthetic is not None else np.zeros(0, dtype=np.int64)
@@ -502,7 +597,9 @@ def _set_up(
         scheduler=scheduler,
         scaler=scaler,
         generator=generator,
-        signature=_signature(model_config, train_config, cache, np.concatenate([indices, pool])),
+        signature=_signature(
+            model_config, train_config, cache, np.concatenate([train_idx, pool, val_idx])
+        ),
         progress=progress,
     )
     return fitting, loader, autocast

@@ -125,7 +125,7 @@ def test_bad_train_values_are_refused(field, value):
 
 
 def test_profiles():
-    assert list(config.PROFILES) == ["paper", "quick", "smoke"]
+    assert list(config.PROFILES) == ["paper", "quick", "smoke", "demo"]
     assert config.profile("paper") == (ModelConfig(), TrainConfig())
     model, train = config.profile("quick")
     # The quick demo keeps the paper's architecture, narrower and without dropout.
@@ -135,16 +135,20 @@ def test_profiles():
             assert getattr(model, field.name) == getattr(ModelConfig(), field.name), field.name
     assert model.filters < ModelConfig().filters
     assert train.max_epochs < 20 and train.preprocess.window <= 9000
-    with pytest.raises(ValueError, match="paper, quick, smoke"):
+    with pytest.raises(ValueError, match="paper, quick, smoke, demo"):
         config.profile("fast")
+    # The demo is the quick profile with one network; the others default to five members.
+    demo_model, demo_train = config.profile("demo")
+    assert demo_model == model and demo_train == dataclasses.replace(train, members=1)
+    assert train.members == TrainConfig().members == 5
 
 
 def test_profile_from_the_environment():
     assert config.profile_from_env({}) == config.profile("paper")
     assert config.profile_from_env({"ECG_GCN_PROFILE": ""}) == config.profile("paper")
     assert config.profile_from_env({"ECG_GCN_PROFILE": "quick"}) == config.profile("quick")
-    with pytest.raises(ValueError, match=r"ECG_GCN_PROFILE.*'demo'.*paper, quick, smoke"):
-        config.profile_from_env({"ECG_GCN_PROFILE": "demo"})
+    with pytest.raises(ValueError, match=r"ECG_GCN_PROFILE.*'fast'.*paper, quick, smoke, demo"):
+        config.profile_from_env({"ECG_GCN_PROFILE": "fast"})
 
 
 def test_profile_from_env_reads_os_environ(monkeypatch):

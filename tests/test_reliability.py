@@ -162,7 +162,7 @@ from ecg_gcn import config, train
 model_config, _ = config.profile("smoke")
 train_config = config.TrainConfig(max_epochs=5, batch_size=8, num_workers=0,
                                   preprocess={"window_seconds": 10.0},
-                                  early_stop_patience=10, synthetic=0)
+                                  early_stop_patience=10, synthetic=0, members=1)
 train.train(sys.argv[1], sys.argv[2], model_config, train_config, cache_dir=sys.argv[3],
             device=torch.device("cpu"), progress=False)
 """
@@ -192,6 +192,7 @@ def test_training_killed_mid_way_resumes_and_the_model_loads(data, tmp_path, cap
         num_workers=0,
         early_stop_patience=10,
         synthetic=0,
+        members=1,
     )
     with caplog.at_level(logging.WARNING):
         summary = train.train(
