@@ -358,16 +358,10 @@ class _Fitting:
         summary: dict | None = None
         if context.is_main:
             model.load_state_dict(run.best_state)
-            final, score = thresholds.tune(
-                run.best_probabilities,
-                self.cache.labels[self.val_idx],
-                mode=self.train_config.threshold_mode,
-                min_positives=self.train_config.threshold_min_positives,
+            final, score = _final_thresholds(
+                run.best_probabilities, self.cache.labels[self.val_idx], self.train_config
             )
-            pool = None
-            if synthetic is not None:
-                pool = {"records": len(synthetic.indices), "folder": synthetic.folder.name}
-            self._save_checkpoint(final, epoch=run.best_epoch, synthetic_pool=pool)
+            self._save_checkpoint(final, epoch=run.best_epoch, synthetic_pool=_pool_note(synthetic))
             (self.model_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
             summary = {
                 "epoch": run.best_epoch,
@@ -485,18 +479,10 @@ def fit_members(
         )
     val_idx = np.concatenate([s["validation"]["indices"] for s in summaries])
     probabilities = np.concatenate([s["validation"]["probabilities"] for s in summaries])
-    final, score = thresholds.tune(
-        probabilities,
-        cache.labels[val_idx],
-        mode=train_config.threshold_mode,
-        min_positives=train_config.threshold_min_positives,
-    )
+    final, score = _final_thresholds(probabilities, cache.labels[val_idx], train_config)
     ensemble = nets.Ensemble([s["predictor"].model for s in summaries]).eval()
     epochs = [int(s["epoch"]) for s in summaries]
     if context.is_main:
-        pool = None
-        if synthetic is not None:
-            pool = {"records": len(synthetic.indices), "folder": synthetic.folder.name}
         checkpoint.save(
             model_dir / checkpoint.CHECKPOINT_FILE,
             ensemble,
@@ -505,7 +491,7 @@ def fit_members(
             final,
             epoch=epochs[0],
             member_epochs=epochs,
-            synthetic_pool=pool,
+            synthetic_pool=_pool_note(synthetic),
         )
         # Which member validated each record (and so gave its out-of-fold probability).
         checkpoint.write_rows(
@@ -524,6 +510,26 @@ def fit_members(
         "validation": {"indices": val_idx, "probabilities": probabilities},
         "predictor": predictor,
     }
+
+
+def _final_thresholds(
+    probabilities: np.ndarray, labels: np.ndarray, train_config: cfg.TrainConfig
+) -> tuple[np.ndarray, float]:
+    """The thresholds a model is saved with, tuned on its validation probabilities as
+    `train_config` says (a member's part, or an ensemble's out-of-fold records)."""
+    return thresholds.tune(
+        probabilities,
+        labels,
+        mode=train_config.threshold_mode,
+        min_positives=train_config.threshold_min_positives,
+    )
+
+
+def _pool_note(synthetic: SyntheticPool | None) -> dict | None:
+    """What the checkpoint records of the synthetic pool: its size and folder."""
+    if synthetic is None:
+        return None
+    return {"records": len(synthetic.indices), "folder": synthetic.folder.name}
 
 
 def _set_up(
