@@ -196,6 +196,8 @@ class _Fold:
             key = model.replace(" ", "_")
             saved[f"{key}_validation"] = validation["probabilities"]
             saved[f"{key}_validation_labels"] = self.cache.labels[validation["indices"]]
+            # Names too, so that a threshold study can group them by database.
+            saved[f"{key}_validation_names"] = np.array(self.cache.names)[validation["indices"]]
         results = {}
         for model, predictor in predictors.items():
             signals = (self.cache.signal(int(i)) for i in test_idx)

@@ -237,6 +237,10 @@ def test_the_protocol_scores_every_model_beside_the_baselines(tmp_path):
     )
     assert saved["default"].shape == saved["labels"].shape == (6, 24)
     assert saved["default_validation"].shape == saved["default_validation_labels"].shape
+    # Every training record of the fold is validated once, out of fold, and named.
+    names = saved["default_validation_names"]
+    assert len(names) == len(saved["default_validation"]) and len(set(names)) == len(names)
+    assert all(name.startswith("A") for name in names)  # trained on CPSC alone
     tables = hospitals.summary(rows).split("\n\n")
     assert [t.split(":")[0] for t in tables] == ["leave one out", "trained on CPSC"]
     assert all("synthetic only" in t and t.splitlines()[-2].split()[0] == "mean" for t in tables)
