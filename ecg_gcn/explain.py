@@ -42,7 +42,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ecg_gcn import checkpoint, records, signal
+from ecg_gcn import checkpoint, nets, records, signal
 from ecg_gcn import labels as lbl
 from ecg_gcn.header import LEADS
 from ecg_gcn.predict import Predictor
@@ -74,7 +74,7 @@ def evidence(
     if method not in METHODS:
         raise ValueError(f"evidence method {method!r}: expected one of {', '.join(METHODS)}")
     model = predictor.model.eval()
-    if method == "gradcam" and not hasattr(model, "cnn"):
+    if method == "gradcam" and isinstance(model, nets.Ensemble):
         raise ValueError(
             "Grad-CAM reads the feature maps of one network, and this model is an ensemble of "
             f"{len(model.members)}: use --method integrated or gradient"

@@ -190,14 +190,15 @@ class _Fold:
         if self.synthetic_only is not None:
             predictors["synthetic only"] = self.synthetic_only
         truth = self.cache.labels[test_idx]
-        saved = {"labels": truth, "names": np.array(self.cache.names)[test_idx]}
+        names = np.array(self.cache.names)
+        saved = {"labels": truth, "names": names[test_idx]}
         for model, summary in fitted.items():
             validation = summary["validation"]
             key = model.replace(" ", "_")
             saved[f"{key}_validation"] = validation["probabilities"]
             saved[f"{key}_validation_labels"] = self.cache.labels[validation["indices"]]
             # Names too, so that a threshold study can group them by database.
-            saved[f"{key}_validation_names"] = np.array(self.cache.names)[validation["indices"]]
+            saved[f"{key}_validation_names"] = names[validation["indices"]]
         results = {}
         for model, predictor in predictors.items():
             signals = (self.cache.signal(int(i)) for i in test_idx)
