@@ -296,36 +296,50 @@ def build_model(config: ModelConfig, adjacency: np.ndarray | None) -> ECGNet:
 
 
 class Ensemble(nn.Module):
-    """Networks of one configuration whose probabilities are averaged (`TrainConfig.members`).
+    """Networks of one configuration whose probabilities are averaged (`TrainConfig.members`),
+    with `weights` (equal by default; the pre-trained anchor of `TrainConfig.synthetic_anchor`
+    has its own).
 
-    `forward` gives the logit of the mean probability, so whatever takes ECGNet's logits (the
-    sigmoid of inference, the gradients of ecg_gcn.explain) takes an ensemble alike."""
+    `forward` gives the logit of the weighted mean probability, so whatever takes ECGNet's
+    logits (the sigmoid of inference, the gradients of ecg_gcn.explain) takes an ensemble
+    alike."""
 
-    def __init__(self, members: Sequence[ECGNet]):
+    def __init__(self, members: Sequence[ECGNet], weights: Sequence[float] | None = None):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        n = len(members)
+        w = torch.full((n,), 1.0 / n) if weights is None else torch.as_tensor(weights).float()
+        if w.shape != (n,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+            raise ValueError(f"an ensemble of {n} needs {n} finite weights >= 0, got {weights!r}")
+        if not float(w.sum()) > 0:
+            raise ValueError(f"an ensemble's weights must not all be 0, got {weights!r}")
         self.members = nn.ModuleList(members)
         self.config = members[0].config
+        self.register_buffer("weights", w / w.sum())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.stack([torch.sigmoid(m(x).float()) for m in self.members]).mean(dim=0)
-        return torch.logit(p, eps=1e-7)
+        p = torch.stack([torch.sigmoid(m(x).float()) for m in self.members])
+        return torch.logit(torch.tensordot(self.weights, p, dims=1), eps=1e-7)
 
 
 def model_from_state_dict(
     config: ModelConfig, state_dict: Mapping[str, torch.Tensor]
 ) -> ECGNet | Ensemble:
     """Rebuild a saved model: the architecture from `config`, weights and A_hat from the dict;
-    an Ensemble when the dict holds members (keys `members.<i>.`)."""
+    an Ensemble when the dict holds members (keys `members.<i>.`; equal weights when it
+    predates them)."""
     placeholder = np.eye(config.num_classes, dtype=np.float32)
     indices = {int(key.split(".")[1]) for key in state_dict if key.startswith("members.")}
-    if indices:
-        model: nn.Module = Ensemble([build_model(config, placeholder) for _ in indices])
-    else:
+    if not indices:
         model = build_model(config, placeholder)
-    model.load_state_dict(state_dict)
-    return model
+        model.load_state_dict(state_dict)
+        return model
+    ensemble = Ensemble([build_model(config, placeholder) for _ in indices])
+    state = dict(state_dict)
+    state.setdefault("weights", ensemble.weights.clone())
+    ensemble.load_state_dict(state)
+    return ensemble
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -449,9 +449,11 @@ def fit_members(
 ) -> dict:
     """Fit the model of `train_config`: one network (`fit`) or, with `members` > 1, a
     cross-fitted ensemble (TrainConfig.members). Member i is fitted into `model_dir`/member-i
-    on every part of the records but the i-th, which it validates on; the ensemble's
-    thresholds are tuned on all the records' out-of-fold probabilities, and its checkpoint
-    is `model_dir`/model.pt. Returns `fit`'s summary, "validation" being out-of-fold."""
+    on every part of the records but the i-th, which it validates on. With a synthetic pool,
+    the pre-trained network joins them as an anchor (TrainConfig.synthetic_anchor). The
+    ensemble's thresholds are tuned on all the records' out-of-fold probabilities (the
+    anchor's share included), and its checkpoint is `model_dir`/model.pt. Returns `fit`'s
+    summary, "validation" being out-of-fold."""
     indices = np.asarray(indices)
     k = min(train_config.members, len(indices))
     common = {"synthetic": synthetic, "device": device, "context": context, "progress": progress}
@@ -479,8 +481,22 @@ def fit_members(
         )
     val_idx = np.concatenate([s["validation"]["indices"] for s in summaries])
     probabilities = np.concatenate([s["validation"]["probabilities"] for s in summaries])
+    networks = [s["predictor"].model for s in summaries]
+    weights = [1.0 / k] * k
+    device = summaries[0]["predictor"].device
+    share = train_config.anchor_share(len(indices))
+    anchor = _anchor(cache, synthetic, model_config, train_config, device, context, progress)
+    if anchor is None:
+        share = 0.0
+    else:
+        anchor_probabilities = predict.Predictor(
+            anchor, model_config, np.full(lbl.NUM_CLASSES, 0.5), train_config.preprocess, device
+        ).probabilities_many(cache.signal(int(j)) for j in val_idx)
+        probabilities = (1 - share) * probabilities + share * anchor_probabilities
+        networks.append(anchor)
+        weights = [(1 - share) / k] * k + [share]
     final, score = _final_thresholds(probabilities, cache.labels[val_idx], train_config)
-    ensemble = nets.Ensemble([s["predictor"].model for s in summaries]).eval()
+    ensemble = nets.Ensemble(networks, weights).eval()
     epochs = [int(s["epoch"]) for s in summaries]
     if context.is_main:
         checkpoint.save(
@@ -491,6 +507,7 @@ def fit_members(
             final,
             epoch=epochs[0],
             member_epochs=epochs,
+            anchor_share=share,
             synthetic_pool=_pool_note(synthetic),
         )
         # Which member validated each record (and so gave its out-of-fold probability).
@@ -499,9 +516,7 @@ def fit_members(
             ("record", "part"),
             sorted((cache.names[j], f"member-{part[n] + 1}") for n, j in enumerate(indices)),
         )
-    predictor = predict.Predictor(
-        ensemble, model_config, final, train_config.preprocess, summaries[0]["predictor"].device
-    )
+    predictor = predict.Predictor(ensemble, model_config, final, train_config.preprocess, device)
     return {
         "epoch": epochs[0],
         "member_epochs": epochs,
@@ -510,6 +525,28 @@ def fit_members(
         "validation": {"indices": val_idx, "probabilities": probabilities},
         "predictor": predictor,
     }
+
+
+def _anchor(
+    cache: Cache,
+    synthetic: SyntheticPool | None,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    device: torch.device,
+    context: distributed.Context,
+    progress: bool,
+) -> nets.ECGNet | None:
+    """The ensemble's anchor: the network as pre-training left it (`pretrain`, cached; its own
+    label graph, of the pool), or None when it weighs nothing or there was no pre-training."""
+    if synthetic is None or not train_config.synthetic_pretrain_epochs:
+        return None
+    if not train_config.synthetic_anchor:
+        return None
+    state = distributed.in_turn(
+        lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
+    )
+    anchor = nets.model_from_state_dict(model_config, state)
+    return anchor.to(device).eval()
 
 
 def _final_thresholds(

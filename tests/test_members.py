@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_gcn import checkpoint, config, explain, nets, predict, report, synth, thresholds, train
+from ecg_gcn import (
+    checkpoint,
+    config,
+    distributed,
+    explain,
+    nets,
+    predict,
+    report,
+    synth,
+    synthetic,
+    thresholds,
+    train,
+)
 from ecg_gcn.cache import load_cache
 
 CPU = torch.device("cpu")
@@ -100,3 +112,140 @@ def test_one_member_is_one_network(smoke_model_dir):
     assert config.profile("smoke")[1].members == 1
     assert isinstance(predict.load(smoke_model_dir, CPU).model, nets.ECGNet)
     assert not (smoke_model_dir / "member-1").exists()
+
+
+@pytest.fixture(scope="module")
+def anchored(tmp_path_factory):
+    """(folder, summary, configuration) of a 3-member smoke ensemble on 15 records with a
+    synthetic pool of 24, whose pre-trained network weighs 0.6 x 10 / 15 = 0.4 of the answer."""
+    folder = tmp_path_factory.mktemp("anchored")
+    synth.generate(folder / "train", 15, seed=6, seconds=8.0)
+    model_config, train_config = config.profile("smoke")
+    train_config = dataclasses.replace(
+        train_config,
+        members=3,
+        synthetic=24,
+        synthetic_pretrain_epochs=1,
+        synthetic_anchor=0.6,
+        synthetic_anchor_records=10,
+    )
+    summary = train.train(
+        folder / "train",
+        folder / "model",
+        model_config,
+        train_config,
+        cache_dir=folder / "caches" / "data",
+        device=CPU,
+        progress=False,
+    )
+    return folder, summary, train_config
+
+
+def _pretrained(folder) -> predict.Predictor:
+    """The cached pre-trained network of the `anchored` fixture's pool, thresholds 0.5."""
+    (path,) = (folder / "caches").glob("synthetic-*/pretrained-*.pt")
+    model_config, train_config = config.profile("smoke")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = nets.model_from_state_dict(model_config, state).eval()
+    return predict.Predictor(model, model_config, np.full(24, 0.5), train_config.preprocess, CPU)
+
+
+def test_the_pretrained_network_joins_the_ensemble_at_its_weight(anchored):
+    folder, summary, _ = anchored
+    loaded = predict.load(folder / "model", CPU)
+    assert isinstance(loaded.model, nets.Ensemble) and len(loaded.model.members) == 4
+    np.testing.assert_allclose(loaded.model.weights.numpy(), [0.2, 0.2, 0.2, 0.4], atol=1e-6)
+    cache = load_cache(folder / "caches" / "data")
+    signals = [cache.signal(i) for i in range(5)]
+    members = [predict.load(folder / "model" / f"member-{i}", CPU) for i in (1, 2, 3)]
+    fine_tuned = np.mean([m.probabilities_many(signals) for m in members], axis=0)
+    anchor = _pretrained(folder).probabilities_many(signals)
+    expected = 0.6 * fine_tuned + 0.4 * anchor
+    np.testing.assert_allclose(loaded.probabilities_many(signals), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        summary["predictor"].probabilities_many(signals), expected, atol=1e-5
+    )
+    # The anchor is the pre-trained network itself, not a copy that fine-tuning moved.
+    assert not np.allclose(anchor, fine_tuned, atol=1e-3)
+    assert checkpoint.read(folder / "model")["anchor_share"] == pytest.approx(0.4)
+    text = report.write_report(folder / "model").read_text()
+    assert "the pre-trained network is kept as the ensemble's anchor, 0.4 of the answer" in text
+
+
+def test_the_anchor_keeps_its_share_on_small_data_and_gives_it_up_on_large():
+    settings = config.TrainConfig()
+    assert settings.anchor_share(65) == settings.anchor_share(250) == 0.5
+    assert settings.anchor_share(2000) == pytest.approx(0.0625)
+    assert settings.anchor_share(38791) == pytest.approx(0.5 * 250 / 38791)
+    assert config.TrainConfig(synthetic_anchor=0.0).anchor_share(10) == 0.0
+    with pytest.raises(ValueError, match="synthetic_anchor_records"):
+        config.TrainConfig(synthetic_anchor_records=0)
+
+
+def test_the_anchored_thresholds_are_tuned_on_the_anchored_out_of_fold_probabilities(anchored):
+    folder, summary, train_config = anchored
+    cache = load_cache(folder / "caches" / "data")
+    val = summary["validation"]
+    with open(folder / "model" / checkpoint.SPLIT_FILE, newline="") as f:
+        owner = {r["record"]: r["part"] for r in csv.DictReader(f)}
+    signals = [cache.signal(int(j)) for j in val["indices"]]
+    own = np.stack(
+        [
+            predict.load(folder / "model" / owner[cache.names[j]], CPU).probabilities_many([x])[0]
+            for j, x in zip(val["indices"], signals, strict=True)
+        ]
+    )
+    anchor = _pretrained(folder).probabilities_many(signals)
+    np.testing.assert_allclose(val["probabilities"], 0.6 * own + 0.4 * anchor, atol=1e-5)
+    expected, _ = thresholds.tune(
+        val["probabilities"],
+        cache.labels[val["indices"]],
+        mode=train_config.threshold_mode,
+        min_positives=train_config.threshold_min_positives,
+    )
+    np.testing.assert_allclose(checkpoint.read(folder / "model")["thresholds"], expected)
+
+
+def test_no_anchor_when_it_weighs_nothing_or_nothing_was_pretrained(anchored):
+    folder, _, train_config = anchored
+    data = load_cache(folder / "caches" / "data")
+    pool_cache = synthetic.pool(24, 0, preprocess=train_config.preprocess, root=folder / "caches")
+    cache, pool = train.with_pool(data, pool_cache)
+    model_config, context = config.profile("smoke")[0], distributed.Context()
+
+    def anchor(pool, **change):
+        settings = dataclasses.replace(train_config, **change)
+        return train._anchor(cache, pool, model_config, settings, CPU, context, False)
+
+    assert isinstance(anchor(pool), nets.ECGNet)
+    assert anchor(pool, synthetic_anchor=0.0) is None
+    assert anchor(pool, synthetic_pretrain_epochs=0) is None
+    assert anchor(None) is None
+
+
+def test_an_ensemble_saved_without_weights_loads_with_equal_ones():
+    model_config = config.profile("smoke")[0]
+    torch.manual_seed(0)
+    eye = np.eye(24, dtype=np.float32)
+    members = [nets.build_model(model_config, eye) for _ in range(3)]
+    state = nets.Ensemble(members, [0.5, 0.3, 0.2]).state_dict()
+    assert torch.allclose(nets.model_from_state_dict(model_config, state).weights, state["weights"])
+    del state["weights"]  # as checkpoints from before the anchor were saved
+    loaded = nets.model_from_state_dict(model_config, state)
+    torch.testing.assert_close(loaded.weights, torch.full((3,), 1 / 3))
+
+
+@pytest.mark.parametrize(
+    "weights", [[1.0, 2.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [1.0, float("nan"), 1]]
+)
+def test_an_ensemble_refuses_weights_that_do_not_fit(weights):
+    eye = np.eye(24, dtype=np.float32)
+    members = [nets.build_model(config.profile("smoke")[0], eye) for _ in range(3)]
+    with pytest.raises(ValueError, match="weights"):
+        nets.Ensemble(members, weights)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, True, "0.5", None])
+def test_synthetic_anchor_must_be_a_share(share):
+    with pytest.raises(ValueError, match="synthetic_anchor"):
+        config.TrainConfig(synthetic_anchor=share)
