@@ -8,7 +8,8 @@ The 2020 Challenge was lost on new hospitals (the paper's entry: 0.627 in cross-
 - train on some databases alone (`cv --train-on CPSC`) and score each other database.
 
 Side by side, on the same held-out records: the entry's default (synthetic pre-training, then
-the real training records with synthetic ones mixed in), the real-only model (synthetic off),
+the real training records with synthetic ones mixed in, the pre-trained network kept as the
+ensemble's anchor), the real-only model (synthetic off),
 the synthetic-only model (no real record at all; trained once per seed), always-normal (0 by
 the metric's definition) and prevalence. Each seed draws its own synthetic pool, weights,
 crops and validation split. Per class and per held-out database: AUROC and F1 (a CSV).
