@@ -538,9 +538,8 @@ def _anchor(
 ) -> nets.ECGNet | None:
     """The ensemble's anchor: the network as pre-training left it (`pretrain`, cached; its own
     label graph, of the pool), or None when it weighs nothing or there was no pre-training."""
-    if synthetic is None or not train_config.synthetic_pretrain_epochs:
-        return None
-    if not train_config.synthetic_anchor:
+    pretrained = synthetic is not None and train_config.synthetic_pretrain_epochs > 0
+    if not (pretrained and train_config.synthetic_anchor):
         return None
     state = distributed.in_turn(
         lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
