@@ -538,14 +538,32 @@ def _anchor(
 ) -> nets.ECGNet | None:
     """The ensemble's anchor: the network as pre-training left it (`pretrain`, cached; its own
     label graph, of the pool), or None when it weighs nothing or there was no pre-training."""
-    pretrained = synthetic is not None and train_config.synthetic_pretrain_epochs > 0
-    if not (pretrained and train_config.synthetic_anchor):
+    if not train_config.synthetic_anchor:
         return None
-    state = distributed.in_turn(
+    state = _pretrained_state(
+        cache, synthetic, model_config, train_config, device, context, progress
+    )
+    if state is None:
+        return None
+    return nets.model_from_state_dict(model_config, state).to(device).eval()
+
+
+def _pretrained_state(
+    cache: Cache,
+    synthetic: SyntheticPool | None,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    device: torch.device,
+    context: distributed.Context,
+    progress: bool,
+) -> dict[str, torch.Tensor] | None:
+    """The weights synthetic pre-training gives (`pretrain`, cached; one process at a time),
+    or None when there is no pool or no pre-training epoch."""
+    if synthetic is None or not train_config.synthetic_pretrain_epochs:
+        return None
+    return distributed.in_turn(
         lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
     )
-    anchor = nets.model_from_state_dict(model_config, state)
-    return anchor.to(device).eval()
 
 
 def _final_thresholds(
@@ -674,11 +692,11 @@ def _initial_model(
     graph_labels = cache.labels[np.concatenate([train_idx, pool])]
     adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
     model = nets.build_model(model_config, adjacency).to(device)
-    if synthetic is None or not train_config.synthetic_pretrain_epochs:
-        return model, False
-    pretrained = distributed.in_turn(
-        lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
+    pretrained = _pretrained_state(
+        cache, synthetic, model_config, train_config, device, context, progress
     )
+    if pretrained is None:
+        return model, False
     model.load_state_dict(
         {k: v for k, v in pretrained.items() if not k.endswith("adjacency")}, strict=False
     )
