@@ -171,6 +171,15 @@ class TrainConfig:
     # records) is measured. 0 turns it off; it needs pre-training. README, "New hospitals".
     synthetic_anchor: float = 0.5
     synthetic_anchor_records: int = 250
+    # Not in the paper: an ensemble with a synthetic pool also scores this many fresh synthetic
+    # records (from `synthetic_seed` + synthetic.THRESHOLD_SEED_OFFSET, none of them in the
+    # pool) and tunes thresholds on them as on the real out-of-fold records. Its thresholds are
+    # the weighted mean of the two: the synthetic ones weigh all up to `synthetic_anchor_records`
+    # real training records and 250 / N beyond, as the anchor's share falls. Cut-offs tuned on
+    # a few hundred records of a few hospitals carry their labelling habits to the next
+    # hospital; cut-offs tuned on the simulator carry its physiology. 0 turns it off (the real
+    # out-of-fold records alone). README, "New hospitals".
+    synthetic_threshold_records: int = 600
     # Not in the paper: the loss leaves out the labels a record's database never gives
     # (labels.known_classes): CPSC labels 6 of the 24 classes, and its records taught the
     # network that their tachycardias and axis deviations were absent. README, "New hospitals".
@@ -183,7 +192,12 @@ class TrainConfig:
             object.__setattr__(self, "augment", Augment(**self.augment))
         if not isinstance(self.augment, Augment):
             raise ValueError(f"augment must be an Augment, got {self.augment!r}")
-        for name in ("synthetic", "synthetic_seed", "synthetic_pretrain_epochs"):
+        for name in (
+            "synthetic",
+            "synthetic_seed",
+            "synthetic_pretrain_epochs",
+            "synthetic_threshold_records",
+        ):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {getattr(self, name)!r}")
         lr = self.synthetic_finetune_lr
@@ -225,9 +239,19 @@ class TrainConfig:
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
 
+    def simulator_weight(self, n_records: int) -> float:
+        """How much the simulator's say counts beside `n_records` real training records: 1 up
+        to `synthetic_anchor_records`, falling in proportion beyond."""
+        return min(1.0, self.synthetic_anchor_records / max(n_records, 1))
+
     def anchor_share(self, n_records: int) -> float:
         """The pre-trained anchor's share of an ensemble trained on `n_records` real records."""
-        return self.synthetic_anchor * min(1.0, self.synthetic_anchor_records / max(n_records, 1))
+        return self.synthetic_anchor * self.simulator_weight(n_records)
+
+    def synthetic_threshold_share(self, n_records: int) -> float:
+        """The weight of the thresholds tuned on fresh synthetic records in an ensemble's
+        thresholds, beside `n_records` real training records (0 when turned off)."""
+        return self.simulator_weight(n_records) if self.synthetic_threshold_records else 0.0
 
 
 # Validation helpers, needed before PROFILES builds its configurations.

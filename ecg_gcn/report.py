@@ -418,6 +418,20 @@ def _synthetic_line(saved: dict) -> str:
             if (share := saved.get("anchor_share"))
             else ""
         )
+        + _synthetic_thresholds_text(saved)
+    )
+
+
+def _synthetic_thresholds_text(saved: dict) -> str:
+    share = saved.get("synthetic_threshold_share")
+    if not share:
+        return ""
+    n = saved["train_config"]["synthetic_threshold_records"]
+    if share >= 1:
+        return f"; thresholds tuned on {n} fresh synthetic records"
+    return (
+        f"; thresholds {share:.2g} tuned on {n} fresh synthetic records, "
+        f"{1 - share:.2g} on the out-of-fold records"
     )
 
 

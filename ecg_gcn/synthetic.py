@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "SYNTHETIC"  # record names of the pool: SYNTHETIC00000, ...
 DONE_FILE = "pool.json"  # written last: the pool is complete
+# An ensemble's fresh synthetic records for its thresholds (TrainConfig.synthetic_threshold_records)
+# are drawn from the pool's seed plus this: another stream, so none of them is in the pool.
+THRESHOLD_SEED_OFFSET = 1_000_000
 
 
 def simulator_digest() -> str:

@@ -495,8 +495,12 @@ def fit_members(
         probabilities = (1 - share) * probabilities + share * anchor_probabilities
         networks.append(anchor)
         weights = [(1 - share) / k] * k + [share]
-    final, score = _final_thresholds(probabilities, cache.labels[val_idx], train_config)
     ensemble = nets.Ensemble(networks, weights).eval()
+    final, _ = _final_thresholds(probabilities, cache.labels[val_idx], train_config)
+    final, threshold_share = _with_synthetic_thresholds(
+        final, ensemble, synthetic, model_config, train_config, len(indices), device, context
+    )
+    score = scoring.challenge_metric(cache.labels[val_idx], thresholds.decide(probabilities, final))
     epochs = [int(s["epoch"]) for s in summaries]
     if context.is_main:
         checkpoint.save(
@@ -508,6 +512,7 @@ def fit_members(
             epoch=epochs[0],
             member_epochs=epochs,
             anchor_share=share,
+            synthetic_threshold_share=threshold_share,
             synthetic_pool=_pool_note(synthetic),
         )
         # Which member validated each record (and so gave its out-of-fold probability).
@@ -525,6 +530,39 @@ def fit_members(
         "validation": {"indices": val_idx, "probabilities": probabilities},
         "predictor": predictor,
     }
+
+
+def _with_synthetic_thresholds(
+    final: np.ndarray,
+    ensemble: nets.Ensemble,
+    pool: SyntheticPool | None,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    n_records: int,
+    device: torch.device,
+    context: distributed.Context,
+) -> tuple[np.ndarray, float]:
+    """(thresholds, share): the ensemble's thresholds `final` (tuned on the real out-of-fold
+    records) moved toward those tuned on fresh synthetic records by the share
+    TrainConfig.synthetic_threshold_share gives them; unmoved, share 0, without a pool."""
+    share = train_config.synthetic_threshold_share(n_records) if pool else 0.0
+    if not share:
+        return final, 0.0
+    fresh = distributed.in_turn(
+        lambda: synthetic.pool(
+            train_config.synthetic_threshold_records,
+            train_config.synthetic_seed + synthetic.THRESHOLD_SEED_OFFSET,
+            preprocess=train_config.preprocess,
+            root=pool.folder.parent,
+            progress=False,
+        ),
+        context,
+    )
+    probabilities = predict.Predictor(
+        ensemble, model_config, final, train_config.preprocess, device
+    ).probabilities_many(fresh.signal(i) for i in range(len(fresh)))
+    tuned, _ = _final_thresholds(probabilities, fresh.labels, train_config)
+    return (1 - share) * final + share * tuned, share
 
 
 def _anchor(

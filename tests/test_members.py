@@ -117,7 +117,8 @@ def test_one_member_is_one_network(smoke_model_dir):
 @pytest.fixture(scope="module")
 def anchored(tmp_path_factory):
     """(folder, summary, configuration) of a 3-member smoke ensemble on 15 records with a
-    synthetic pool of 24, whose pre-trained network weighs 0.6 x 10 / 15 = 0.4 of the answer."""
+    synthetic pool of 24, whose pre-trained network weighs 0.6 x 10 / 15 = 0.4 of the answer,
+    and whose thresholds are 10 / 15 those tuned on 30 fresh synthetic records."""
     folder = tmp_path_factory.mktemp("anchored")
     synth.generate(folder / "train", 15, seed=6, seconds=8.0)
     model_config, train_config = config.profile("smoke")
@@ -128,6 +129,7 @@ def anchored(tmp_path_factory):
         synthetic_pretrain_epochs=1,
         synthetic_anchor=0.6,
         synthetic_anchor_records=10,
+        synthetic_threshold_records=30,
     )
     summary = train.train(
         folder / "train",
@@ -182,7 +184,7 @@ def test_the_anchor_keeps_its_share_on_small_data_and_gives_it_up_on_large():
         config.TrainConfig(synthetic_anchor_records=0)
 
 
-def test_the_anchored_thresholds_are_tuned_on_the_anchored_out_of_fold_probabilities(anchored):
+def test_the_anchored_thresholds_mix_out_of_fold_and_fresh_synthetic_tuning(anchored):
     folder, summary, train_config = anchored
     cache = load_cache(folder / "caches" / "data")
     val = summary["validation"]
@@ -197,13 +199,45 @@ def test_the_anchored_thresholds_are_tuned_on_the_anchored_out_of_fold_probabili
     )
     anchor = _pretrained(folder).probabilities_many(signals)
     np.testing.assert_allclose(val["probabilities"], 0.6 * own + 0.4 * anchor, atol=1e-5)
-    expected, _ = thresholds.tune(
-        val["probabilities"],
-        cache.labels[val["indices"]],
-        mode=train_config.threshold_mode,
-        min_positives=train_config.threshold_min_positives,
+
+    def tuned(probabilities, labels):
+        return thresholds.tune(
+            probabilities,
+            labels,
+            mode=train_config.threshold_mode,
+            min_positives=train_config.threshold_min_positives,
+        )[0]
+
+    out_of_fold = tuned(val["probabilities"], cache.labels[val["indices"]])
+    fresh = synthetic.pool(
+        30,
+        train_config.synthetic_seed + synthetic.THRESHOLD_SEED_OFFSET,
+        preprocess=train_config.preprocess,
+        root=folder / "caches",
     )
-    np.testing.assert_allclose(checkpoint.read(folder / "model")["thresholds"], expected)
+    pool = synthetic.pool(24, 0, preprocess=train_config.preprocess, root=folder / "caches")
+    assert not np.array_equal(fresh.signal(0), pool.signal(0))  # not the pool's records
+    ensemble = predict.load(folder / "model", CPU)
+    on_fresh = tuned(ensemble.probabilities_many(fresh.signal(i) for i in range(30)), fresh.labels)
+    assert not np.allclose(out_of_fold, on_fresh)
+    saved = checkpoint.read(folder / "model")
+    assert saved["synthetic_threshold_share"] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(saved["thresholds"], out_of_fold / 3 + on_fresh * 2 / 3)
+    np.testing.assert_allclose(summary["thresholds"], saved["thresholds"])
+    text = report.write_report(folder / "model").read_text()
+    assert (
+        "thresholds 0.67 tuned on 30 fresh synthetic records, 0.33 on the out-of-fold records"
+        in text
+    )
+
+
+def test_the_synthetic_thresholds_weigh_as_the_anchor_does_and_can_be_turned_off():
+    settings = config.TrainConfig()
+    assert settings.synthetic_threshold_share(65) == settings.synthetic_threshold_share(250) == 1
+    assert settings.synthetic_threshold_share(2000) == pytest.approx(0.125)
+    assert config.TrainConfig(synthetic_threshold_records=0).synthetic_threshold_share(10) == 0
+    with pytest.raises(ValueError, match="synthetic_threshold_records"):
+        config.TrainConfig(synthetic_threshold_records=-1)
 
 
 def test_no_anchor_when_it_weighs_nothing_or_nothing_was_pretrained(anchored):
