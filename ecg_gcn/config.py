@@ -160,15 +160,16 @@ class TrainConfig:
     # Adam's rate on the data after pre-training (None: `lr`). A lower rate keeps the network
     # nearer what the simulator taught it.
     synthetic_finetune_lr: float | None = None
-    # Not in the paper: an ensemble (`members` > 1) keeps the pre-trained network, which never
-    # saw a real record, as one more member, with this share of the mean probability (the
-    # fine-tuned members share the rest); the out-of-fold thresholds are tuned on that mean.
-    # Fine-tuned on a few hundred records, the members learn those hospitals' labelling habits
-    # with their signals; the anchor keeps the simulator's physiology in every answer. The
-    # share holds up to `synthetic_anchor_records` real training records and falls in
-    # proportion beyond (x 250 / N: 0.06 at 2,000 records, 0.003 on the full data's 38,791),
-    # as the data comes to carry more than the simulator does; only the small end (65 to 215
-    # records) is measured. 0 turns it off; it needs pre-training. README, "New hospitals".
+    # Not in the paper: an ensemble (`members` > 1) keeps a network trained on the synthetic
+    # pool alone (train.fit_synthetic_only: its own validation part of the pool picks the
+    # epoch), which never saw a real record, as one more member with this share of the mean
+    # probability (the fine-tuned members share the rest); the thresholds are tuned on that
+    # mean. Fine-tuned on a few hundred records, the members learn those hospitals' labelling
+    # habits with their signals; the anchor keeps the simulator's physiology in every answer.
+    # The share holds up to `synthetic_anchor_records` real training records and falls in
+    # proportion beyond (x 250 / N: 0.06 at 2,000 records); below train.MIN_ANCHOR_SHARE
+    # (from 12,500 records on) the anchor is left out, and its training with it. Only the
+    # small end (65 to 215 records) is measured. 0 turns it off. README, "New hospitals".
     synthetic_anchor: float = 0.5
     synthetic_anchor_records: int = 250
     # Not in the paper: an ensemble with a synthetic pool also scores this many fresh synthetic

@@ -26,12 +26,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ecg_gcn import baseline, scoring, synthetic, train
+from ecg_gcn import baseline, predict, scoring, synthetic, train
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn.cache import Cache
@@ -166,12 +167,14 @@ class _Fold:
         )
 
     def train_synthetic_only(self, folder: Path) -> None:
+        """The synthetic-only model, the default's anchor itself (`train.fit_synthetic_only`,
+        cached with the pool), copied into `folder`."""
         logger.warning("the synthetic-only model, %d records", len(self.pool_cache))
-        every = np.arange(len(self.pool_cache))
-        # One network: its 600 validation records are not a new hospital's few, and five
-        # members on 6,000 records would cost four times the run's pre-training.
-        config = dataclasses.replace(self.real_only, members=1)
-        self.synthetic_only = self._fit(self.pool_cache, every, folder, config)["predictor"]
+        cached = train.fit_synthetic_only(
+            self.pool, self.model_config, self.config, self.device, progress=False
+        )
+        shutil.copytree(cached, folder, dirs_exist_ok=True)
+        self.synthetic_only = predict.load(folder, self.device)
 
     def score(
         self, train_idx: np.ndarray, test_idx: np.ndarray, fold_dir: Path

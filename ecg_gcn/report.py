@@ -414,7 +414,7 @@ def _synthetic_line(saved: dict) -> str:
         + f"): {training['synthetic_pretrain_epochs']} epochs of pre-training on them alone, "
         f"then {training['synthetic_mix']:g} per real training record mixed into every epoch"
         + (
-            f"; the pre-trained network is kept as the ensemble's anchor, {share:.2g} of the answer"
+            f"; a network trained on them alone is the ensemble's anchor, {share:.2g} of the answer"
             if (share := saved.get("anchor_share"))
             else ""
         )

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from ecg_gcn import (
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn.augment import Augment, augment_batch
-from ecg_gcn.cache import Cache, build_cache, concat
+from ecg_gcn.cache import Cache, build_cache, concat, load_cache
 from ecg_gcn.device import pick_device, precision, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -485,7 +485,7 @@ def fit_members(
     weights = [1.0 / k] * k
     device = summaries[0]["predictor"].device
     share = train_config.anchor_share(len(indices))
-    anchor = _anchor(cache, synthetic, model_config, train_config, device, context, progress)
+    anchor = _anchor(synthetic, share, model_config, train_config, device, context, progress)
     if anchor is None:
         share = 0.0
     else:
@@ -565,25 +565,59 @@ def _with_synthetic_thresholds(
     return (1 - share) * final + share * tuned, share
 
 
+# Below this share of the answer the anchor is left out, and its training with it: on the full
+# data (share 0.003) it would cost a training on the pool to move the answer by nothing.
+MIN_ANCHOR_SHARE = 0.01
+
+
 def _anchor(
-    cache: Cache,
     synthetic: SyntheticPool | None,
+    share: float,
     model_config: cfg.ModelConfig,
     train_config: cfg.TrainConfig,
     device: torch.device,
     context: distributed.Context,
     progress: bool,
 ) -> nets.ECGNet | None:
-    """The ensemble's anchor: the network as pre-training left it (`pretrain`, cached; its own
-    label graph, of the pool), or None when it weighs nothing or there was no pre-training."""
-    if not train_config.synthetic_anchor:
+    """The ensemble's anchor: the synthetic-only network of the pool (`fit_synthetic_only`,
+    cached), or None when there is no pool or its `share` is below MIN_ANCHOR_SHARE."""
+    if synthetic is None or share < MIN_ANCHOR_SHARE:
         return None
-    state = _pretrained_state(
-        cache, synthetic, model_config, train_config, device, context, progress
+    folder = fit_synthetic_only(synthetic, model_config, train_config, device, context, progress)
+    return predict.load(folder, device).model
+
+
+def fit_synthetic_only(
+    synthetic: SyntheticPool,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    device: torch.device | None = None,
+    context: distributed.Context | None = None,
+    progress: bool = True,
+) -> Path:
+    """The model folder of the network trained on the synthetic pool alone, as `fit` trains
+    one on data (`train_config` without the pool and with one member: the pool's own
+    validation part picks the epoch and tunes the thresholds). It never saw a real record: the
+    ensemble's anchor, and the protocols' synthetic-only model. Cached in the pool's folder,
+    keyed by the network's and the training's settings; made once, one process at a time."""
+    settings = replace(train_config, synthetic=0, members=1)
+    digest = hashlib.sha1(
+        json.dumps([cfg.to_dict(model_config), cfg.to_dict(settings)], sort_keys=True).encode()
     )
-    if state is None:
-        return None
-    return nets.model_from_state_dict(model_config, state).to(device).eval()
+    folder = synthetic.folder / f"synthetic-only-{digest.hexdigest()[:12]}"
+    done = folder / "done"
+
+    def make() -> Path:
+        if not done.is_file():  # absent or interrupted (`fit` resumes where it stopped)
+            if progress:
+                tqdm.write("training the synthetic-only network on the pool alone")
+            pool_cache = load_cache(synthetic.folder)
+            every = np.arange(len(pool_cache))
+            fit(pool_cache, every, folder, model_config, settings, device=device, progress=progress)
+            done.write_text("")
+        return folder
+
+    return distributed.in_turn(make, context or distributed.Context())
 
 
 def _pretrained_state(

@@ -143,16 +143,13 @@ def anchored(tmp_path_factory):
     return folder, summary, train_config
 
 
-def _pretrained(folder) -> predict.Predictor:
-    """The cached pre-trained network of the `anchored` fixture's pool, thresholds 0.5."""
-    (path,) = (folder / "caches").glob("synthetic-*/pretrained-*.pt")
-    model_config, train_config = config.profile("smoke")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = nets.model_from_state_dict(model_config, state).eval()
-    return predict.Predictor(model, model_config, np.full(24, 0.5), train_config.preprocess, CPU)
+def _synthetic_only(folder) -> predict.Predictor:
+    """The cached synthetic-only network of the `anchored` fixture's pool."""
+    (path,) = (folder / "caches").glob("synthetic-*/synthetic-only-*")
+    return predict.load(path, CPU)
 
 
-def test_the_pretrained_network_joins_the_ensemble_at_its_weight(anchored):
+def test_the_synthetic_only_network_joins_the_ensemble_at_its_weight(anchored):
     folder, summary, _ = anchored
     loaded = predict.load(folder / "model", CPU)
     assert isinstance(loaded.model, nets.Ensemble) and len(loaded.model.members) == 4
@@ -161,17 +158,17 @@ def test_the_pretrained_network_joins_the_ensemble_at_its_weight(anchored):
     signals = [cache.signal(i) for i in range(5)]
     members = [predict.load(folder / "model" / f"member-{i}", CPU) for i in (1, 2, 3)]
     fine_tuned = np.mean([m.probabilities_many(signals) for m in members], axis=0)
-    anchor = _pretrained(folder).probabilities_many(signals)
+    anchor = _synthetic_only(folder).probabilities_many(signals)
     expected = 0.6 * fine_tuned + 0.4 * anchor
     np.testing.assert_allclose(loaded.probabilities_many(signals), expected, atol=1e-5)
     np.testing.assert_allclose(
         summary["predictor"].probabilities_many(signals), expected, atol=1e-5
     )
-    # The anchor is the pre-trained network itself, not a copy that fine-tuning moved.
+    # The anchor is the synthetic-only network itself, not a copy that fine-tuning moved.
     assert not np.allclose(anchor, fine_tuned, atol=1e-3)
     assert checkpoint.read(folder / "model")["anchor_share"] == pytest.approx(0.4)
     text = report.write_report(folder / "model").read_text()
-    assert "the pre-trained network is kept as the ensemble's anchor, 0.4 of the answer" in text
+    assert "a network trained on them alone is the ensemble's anchor, 0.4 of the answer" in text
 
 
 def test_the_anchor_keeps_its_share_on_small_data_and_gives_it_up_on_large():
@@ -197,7 +194,7 @@ def test_the_anchored_thresholds_mix_out_of_fold_and_fresh_synthetic_tuning(anch
             for j, x in zip(val["indices"], signals, strict=True)
         ]
     )
-    anchor = _pretrained(folder).probabilities_many(signals)
+    anchor = _synthetic_only(folder).probabilities_many(signals)
     np.testing.assert_allclose(val["probabilities"], 0.6 * own + 0.4 * anchor, atol=1e-5)
 
     def tuned(probabilities, labels):
@@ -240,21 +237,43 @@ def test_the_synthetic_thresholds_weigh_as_the_anchor_does_and_can_be_turned_off
         config.TrainConfig(synthetic_threshold_records=-1)
 
 
-def test_no_anchor_when_it_weighs_nothing_or_nothing_was_pretrained(anchored):
+def test_no_anchor_when_it_weighs_next_to_nothing_or_there_is_no_pool(anchored):
     folder, _, train_config = anchored
     data = load_cache(folder / "caches" / "data")
     pool_cache = synthetic.pool(24, 0, preprocess=train_config.preprocess, root=folder / "caches")
-    cache, pool = train.with_pool(data, pool_cache)
+    _, pool = train.with_pool(data, pool_cache)
     model_config, context = config.profile("smoke")[0], distributed.Context()
 
-    def anchor(pool, **change):
-        settings = dataclasses.replace(train_config, **change)
-        return train._anchor(cache, pool, model_config, settings, CPU, context, False)
+    def anchor(pool, n_records):
+        share = train_config.anchor_share(n_records)
+        return train._anchor(pool, share, model_config, train_config, CPU, context, False)
 
-    assert isinstance(anchor(pool), nets.ECGNet)
-    assert anchor(pool, synthetic_anchor=0.0) is None
-    assert anchor(pool, synthetic_pretrain_epochs=0) is None
-    assert anchor(None) is None
+    assert isinstance(anchor(pool, 15), nets.ECGNet)
+    assert anchor(None, 15) is None
+    # 0.6 x 10 / 1,000 = 0.006 of the answer: left out, and its training with it.
+    assert anchor(pool, 1000) is None
+    off = dataclasses.replace(train_config, synthetic_anchor=0.0)
+    assert train._anchor(pool, off.anchor_share(15), model_config, off, CPU, context, False) is None
+
+
+def test_the_synthetic_only_network_saw_the_pool_alone_and_is_made_once(anchored):
+    folder, _, train_config = anchored
+    pool_cache = synthetic.pool(24, 0, preprocess=train_config.preprocess, root=folder / "caches")
+    _, pool = train.with_pool(load_cache(folder / "caches" / "data"), pool_cache)
+    model_config = config.profile("smoke")[0]
+    made = train.fit_synthetic_only(pool, model_config, train_config, CPU, progress=False)
+    assert made.parent == pool.folder
+    with open(made / checkpoint.SPLIT_FILE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and all(r["record"].startswith(synthetic.PREFIX) for r in rows)
+    saved = checkpoint.read(made)
+    assert saved["train_config"]["synthetic"] == 0 and saved["train_config"]["members"] == 1
+    stamp = (made / checkpoint.CHECKPOINT_FILE).stat().st_mtime_ns
+    again = train.fit_synthetic_only(pool, model_config, train_config, CPU, progress=False)
+    assert again == made and (made / checkpoint.CHECKPOINT_FILE).stat().st_mtime_ns == stamp
+    # Another training setting is another network.
+    other = dataclasses.replace(train_config, seed=1)
+    assert train.fit_synthetic_only(pool, model_config, other, CPU, progress=False) != made
 
 
 def test_an_ensemble_saved_without_weights_loads_with_equal_ones():
