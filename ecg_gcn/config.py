@@ -246,7 +246,7 @@ class TrainConfig:
         return min(1.0, self.synthetic_anchor_records / max(n_records, 1))
 
     def anchor_share(self, n_records: int) -> float:
-        """The pre-trained anchor's share of an ensemble trained on `n_records` real records."""
+        """The anchor's share of an ensemble trained on `n_records` real records."""
         return self.synthetic_anchor * self.simulator_weight(n_records)
 
     def synthetic_threshold_share(self, n_records: int) -> float:

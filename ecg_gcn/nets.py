@@ -297,7 +297,7 @@ def build_model(config: ModelConfig, adjacency: np.ndarray | None) -> ECGNet:
 
 class Ensemble(nn.Module):
     """Networks of one configuration whose probabilities are averaged (`TrainConfig.members`),
-    with `weights` (equal by default; the pre-trained anchor of `TrainConfig.synthetic_anchor`
+    with `weights` (equal by default; the synthetic-only anchor of `TrainConfig.synthetic_anchor`
     has its own).
 
     `forward` gives the logit of the weighted mean probability, so whatever takes ECGNet's

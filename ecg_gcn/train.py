@@ -450,10 +450,11 @@ def fit_members(
     """Fit the model of `train_config`: one network (`fit`) or, with `members` > 1, a
     cross-fitted ensemble (TrainConfig.members). Member i is fitted into `model_dir`/member-i
     on every part of the records but the i-th, which it validates on. With a synthetic pool,
-    the pre-trained network joins them as an anchor (TrainConfig.synthetic_anchor). The
+    the synthetic-only network joins them as an anchor (TrainConfig.synthetic_anchor). The
     ensemble's thresholds are tuned on all the records' out-of-fold probabilities (the
-    anchor's share included), and its checkpoint is `model_dir`/model.pt. Returns `fit`'s
-    summary, "validation" being out-of-fold."""
+    anchor's share included) and, with a pool, moved toward those tuned on fresh synthetic
+    records (TrainConfig.synthetic_threshold_records); its checkpoint is `model_dir`/model.pt.
+    Returns `fit`'s summary, "validation" being out-of-fold."""
     indices = np.asarray(indices)
     k = min(train_config.members, len(indices))
     common = {"synthetic": synthetic, "device": device, "context": context, "progress": progress}
