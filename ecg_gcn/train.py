@@ -602,10 +602,7 @@ def fit_synthetic_only(
     ensemble's anchor, and the protocols' synthetic-only model. Cached in the pool's folder,
     keyed by the network's and the training's settings; made once, one process at a time."""
     settings = replace(train_config, synthetic=0, members=1)
-    digest = hashlib.sha1(
-        json.dumps([cfg.to_dict(model_config), cfg.to_dict(settings)], sort_keys=True).encode()
-    )
-    folder = synthetic.folder / f"synthetic-only-{digest.hexdigest()[:12]}"
+    folder = synthetic.folder / f"synthetic-only-{_key(model_config, cfg.to_dict(settings))}"
     done = folder / "done"
 
     def make() -> Path:
@@ -619,24 +616,6 @@ def fit_synthetic_only(
         return folder
 
     return distributed.in_turn(make, context or distributed.Context())
-
-
-def _pretrained_state(
-    cache: Cache,
-    synthetic: SyntheticPool | None,
-    model_config: cfg.ModelConfig,
-    train_config: cfg.TrainConfig,
-    device: torch.device,
-    context: distributed.Context,
-    progress: bool,
-) -> dict[str, torch.Tensor] | None:
-    """The weights synthetic pre-training gives (`pretrain`, cached; one process at a time),
-    or None when there is no pool or no pre-training epoch."""
-    if synthetic is None or not train_config.synthetic_pretrain_epochs:
-        return None
-    return distributed.in_turn(
-        lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
-    )
 
 
 def _final_thresholds(
@@ -765,11 +744,11 @@ def _initial_model(
     graph_labels = cache.labels[np.concatenate([train_idx, pool])]
     adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
     model = nets.build_model(model_config, adjacency).to(device)
-    pretrained = _pretrained_state(
-        cache, synthetic, model_config, train_config, device, context, progress
-    )
-    if pretrained is None:
+    if synthetic is None or not train_config.synthetic_pretrain_epochs:
         return model, False
+    pretrained = distributed.in_turn(  # made by one process at a time: the first caches it
+        lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
+    )
     model.load_state_dict(
         {k: v for k, v in pretrained.items() if not k.endswith("adjacency")}, strict=False
     )
@@ -927,8 +906,7 @@ def pretrain(
     alone (Adam at the configured rate, no validation), cached beside the pool: the same
     configuration and pool give the same weights, so cross-validation folds share them."""
     keys = {k: v for k, v in cfg.to_dict(train_config).items() if k in PRETRAIN_KEYS}
-    digest = hashlib.sha1(json.dumps([cfg.to_dict(model_config), keys], sort_keys=True).encode())
-    path = synthetic.folder / f"pretrained-{digest.hexdigest()[:12]}.pt"
+    path = synthetic.folder / f"pretrained-{_key(model_config, keys)}.pt"
     if path.is_file():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -958,6 +936,13 @@ def pretrain(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     checkpoint.atomic_save(state, path)
     return state
+
+
+def _key(model_config: cfg.ModelConfig, settings: dict) -> str:
+    """A short digest of the network's configuration and `settings`: the name of a network
+    cached beside the synthetic pool."""
+    text = json.dumps([cfg.to_dict(model_config), settings], sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 # The settings that shape pre-training (with the model's configuration and the pool's folder).
