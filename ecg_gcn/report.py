@@ -435,6 +435,18 @@ def _synthetic_thresholds_text(saved: dict) -> str:
     )
 
 
+def _firing_cap_text(saved: dict) -> str:
+    capped = saved.get("firing_capped")
+    if not capped:
+        return ""
+    training, abbreviations = saved["train_config"], lbl.abbreviations()
+    return (
+        f"; raised for {', '.join(abbreviations.get(code, code) for code in capped)}, which "
+        f"fired on more than {training['firing_cap']:.0%} of the training records (or "
+        f"{training['firing_cap_prevalence']:g} times their prevalence)"
+    )
+
+
 def _preprocessing_text(saved: dict) -> str:
     settings = saved["preprocessing"]
     band = settings["band"]
@@ -475,7 +487,7 @@ def _markdown(
         f"- synthetic records: {_synthetic_line(saved)}",
         f"- saved epoch: {saved.get('epoch', '?')} of {len(history['epoch'])} run",
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "
-        f"(median {np.median(thresholds):.3f})",
+        f"(median {np.median(thresholds):.3f}){_firing_cap_text(saved)}",
         "",
         "## Validation (history.csv)",
         "",

@@ -113,3 +113,28 @@ def tune(
         if not improved:
             break
     return thresholds, best
+
+
+def cap_firing_rate(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    cutoffs: np.ndarray,
+    share: float,
+    prevalence_factor: float,
+) -> np.ndarray:
+    """`cutoffs` raised, class by class, until no class is answered on more of these records
+    than `share` of them or `prevalence_factor` times the share that carry it, whichever is
+    larger. Share 0 leaves them as they are.
+
+    Cut-offs tuned on other records (the simulator's) can fire a class on a third of a real
+    hospital's recordings; cut-offs tuned on these records fire near the prevalence, and the
+    cap does not bind.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    capped = np.array(cutoffs, dtype=np.float64)
+    if share <= 0 or probabilities.shape[0] == 0:
+        return capped
+    allowed = np.maximum(share, prevalence_factor * np.asarray(labels, dtype=bool).mean(axis=0))
+    for k in np.flatnonzero(allowed < 1):
+        capped[k] = max(capped[k], float(np.quantile(probabilities[:, k], 1 - allowed[k])))
+    return capped

@@ -453,7 +453,8 @@ def fit_members(
     the synthetic-only network joins them as an anchor (TrainConfig.synthetic_anchor). The
     ensemble's thresholds are tuned on all the records' out-of-fold probabilities (the
     anchor's share included) and, with a pool, moved toward those tuned on fresh synthetic
-    records (TrainConfig.synthetic_threshold_records); its checkpoint is `model_dir`/model.pt.
+    records (TrainConfig.synthetic_threshold_records); then raised where a class would fire on
+    too many of the records (TrainConfig.firing_cap). Its checkpoint is `model_dir`/model.pt.
     Returns `fit`'s summary, "validation" being out-of-fold."""
     indices = np.asarray(indices)
     k = min(train_config.members, len(indices))
@@ -501,6 +502,14 @@ def fit_members(
     final, threshold_share = _with_synthetic_thresholds(
         final, ensemble, synthetic, model_config, train_config, len(indices), device, context
     )
+    uncapped = final
+    final = thresholds.cap_firing_rate(
+        probabilities,
+        cache.labels[val_idx],
+        final,
+        train_config.firing_cap,
+        train_config.firing_cap_prevalence,
+    )
     score = scoring.challenge_metric(cache.labels[val_idx], thresholds.decide(probabilities, final))
     epochs = [int(s["epoch"]) for s in summaries]
     if context.is_main:
@@ -514,6 +523,7 @@ def fit_members(
             member_epochs=epochs,
             anchor_share=share,
             synthetic_threshold_share=threshold_share,
+            firing_capped=[lbl.CLASSES[j] for j in np.flatnonzero(final > uncapped)],
             synthetic_pool=_pool_note(synthetic),
         )
         # Which member validated each record (and so gave its out-of-fold probability).
@@ -602,7 +612,8 @@ def fit_synthetic_only(
     ensemble's anchor, and the protocols' synthetic-only model. Cached in the pool's folder,
     keyed by the network's and the training's settings; made once, one process at a time."""
     settings = replace(train_config, synthetic=0, members=1)
-    folder = synthetic.folder / f"synthetic-only-{_key(model_config, cfg.to_dict(settings))}"
+    named = {k: v for k, v in cfg.to_dict(settings).items() if k not in ENSEMBLE_ONLY_KEYS}
+    folder = synthetic.folder / f"synthetic-only-{_key(model_config, named)}"
     done = folder / "done"
 
     def make() -> Path:
@@ -944,6 +955,10 @@ def _key(model_config: cfg.ModelConfig, settings: dict) -> str:
     text = json.dumps([cfg.to_dict(model_config), settings], sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
+
+# Settings that only an ensemble's thresholds read (fit_members): they shape no network, so
+# the synthetic-only network's cached name leaves them out.
+ENSEMBLE_ONLY_KEYS = ("firing_cap", "firing_cap_prevalence")
 
 # The settings that shape pre-training (with the model's configuration and the pool's folder).
 PRETRAIN_KEYS = (

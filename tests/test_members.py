@@ -21,6 +21,7 @@ from ecg_gcn import (
     thresholds,
     train,
 )
+from ecg_gcn import labels as lbl
 from ecg_gcn.cache import load_cache
 
 CPU = torch.device("cpu")
@@ -68,11 +69,19 @@ def test_thresholds_are_tuned_on_the_out_of_fold_probabilities(ensemble):
     folder, summary, train_config = ensemble
     cache = load_cache(folder / "cache")
     val = summary["validation"]
-    expected, _ = thresholds.tune(
+    labels = cache.labels[val["indices"]]
+    tuned, _ = thresholds.tune(
         val["probabilities"],
-        cache.labels[val["indices"]],
+        labels,
         mode=train_config.threshold_mode,
         min_positives=train_config.threshold_min_positives,
+    )
+    expected = thresholds.cap_firing_rate(
+        val["probabilities"],
+        labels,
+        tuned,
+        train_config.firing_cap,
+        train_config.firing_cap_prevalence,
     )
     np.testing.assert_allclose(summary["thresholds"], expected)
     saved = checkpoint.read(folder / "model")
@@ -219,7 +228,16 @@ def test_the_anchored_thresholds_mix_out_of_fold_and_fresh_synthetic_tuning(anch
     assert not np.allclose(out_of_fold, on_fresh)
     saved = checkpoint.read(folder / "model")
     assert saved["synthetic_threshold_share"] == pytest.approx(2 / 3)
-    np.testing.assert_allclose(saved["thresholds"], out_of_fold / 3 + on_fresh * 2 / 3)
+    blended = out_of_fold / 3 + on_fresh * 2 / 3
+    capped = thresholds.cap_firing_rate(
+        val["probabilities"],
+        cache.labels[val["indices"]],
+        blended,
+        train_config.firing_cap,
+        train_config.firing_cap_prevalence,
+    )
+    np.testing.assert_allclose(saved["thresholds"], capped)
+    assert saved["firing_capped"] == [lbl.CLASSES[j] for j in np.flatnonzero(capped > blended)]
     np.testing.assert_allclose(summary["thresholds"], saved["thresholds"])
     text = report.write_report(folder / "model").read_text()
     assert (
@@ -302,3 +320,20 @@ def test_an_ensemble_refuses_weights_that_do_not_fit(weights):
 def test_synthetic_anchor_must_be_a_share(share):
     with pytest.raises(ValueError, match="synthetic_anchor"):
         config.TrainConfig(synthetic_anchor=share)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("firing_cap", -0.1),
+        ("firing_cap", 1.5),
+        ("firing_cap", True),
+        ("firing_cap", "0.15"),
+        ("firing_cap_prevalence", -1.0),
+        ("firing_cap_prevalence", None),
+    ],
+)
+def test_the_firing_cap_settings_are_checked(name, value):
+    with pytest.raises(ValueError, match=name):
+        config.TrainConfig(**{name: value})
+    assert config.TrainConfig(firing_cap=0.0).firing_cap == 0.0  # off

@@ -131,6 +131,19 @@ def test_the_best_epoch_is_the_one_the_checkpoint_holds(run, tmp_path):
     assert "Best epoch 2: challenge metric 0.100" in text
 
 
+def test_the_report_names_the_classes_whose_thresholds_the_firing_cap_raised(run, tmp_path):
+    model = copy_model(run["model"], tmp_path / "model")
+    assert "which fired on more than" not in report.write_report(model).read_text()
+    saved = checkpoint.read(model)
+    saved["firing_capped"] = ["111975006", "164934002"]  # long QT, T-wave abnormal
+    checkpoint.atomic_save(saved, model / checkpoint.CHECKPOINT_FILE)
+    text = report.write_report(model).read_text()
+    assert (
+        "raised for LQT, TAb, which fired on more than 15% of the training records "
+        "(or 4 times their prevalence)" in text
+    )
+
+
 def test_the_data_adds_a_gallery_of_the_most_confident_mistakes(run, tmp_path):
     model = copy_model(run["model"], tmp_path / "model")
     text = report.write_report(model, data_dir=run["model"].parent / "train").read_text()

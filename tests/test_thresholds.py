@@ -7,7 +7,7 @@ import pytest
 
 from ecg_gcn import labels as lbl
 from ecg_gcn.scoring import challenge_metric
-from ecg_gcn.thresholds import binarize, decide, tune
+from ecg_gcn.thresholds import binarize, cap_firing_rate, decide, tune
 
 
 def constructed(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -80,3 +80,32 @@ def test_a_class_with_few_validation_positives_keeps_the_global_cut():
     assert kept[rare] == cut[rare] and free[rare] != cut[rare]
     common = labels.sum(axis=0) >= 5
     assert np.any(kept[common] != cut[common])  # the others are still tuned per class
+
+
+def test_the_firing_cap_raises_a_class_that_fires_far_beyond_its_prevalence():
+    rng = np.random.default_rng(3)
+    n = 200
+    labels = np.zeros((n, 3), dtype=bool)
+    labels[:10, 0] = True  # 5 %: may fire on max(15 %, 4 x 5 %) = 20 %
+    labels[:80, 1] = True  # 40 %: 4 x 40 % is every record, so never capped
+    probabilities = rng.uniform(0.3, 1.0, (n, 3))  # every class fires on most records at 0.2
+    probabilities[:, 2] = rng.uniform(0.0, 0.1, n)  # fires on none
+    cutoffs = np.array([0.2, 0.2, 0.2])
+    capped = cap_firing_rate(probabilities, labels, cutoffs, share=0.15, prevalence_factor=4)
+    fired = (probabilities >= capped).mean(axis=0)
+    assert fired[0] == pytest.approx(0.20, abs=0.01)
+    assert capped[1] == capped[2] == 0.2  # within their allowance: left as they were
+    assert np.all(capped >= cutoffs)  # a cut-off is only ever raised
+    np.testing.assert_array_equal(cutoffs, [0.2, 0.2, 0.2])  # the input is not modified
+    # A class no record carries may fire on the share alone.
+    none = cap_firing_rate(probabilities, np.zeros_like(labels), cutoffs, 0.15, 4)
+    assert (probabilities[:, 0] >= none[0]).mean() == pytest.approx(0.15, abs=0.01)
+
+
+def test_the_firing_cap_can_be_turned_off():
+    probabilities = np.random.default_rng(4).uniform(size=(50, 4))
+    cutoffs = np.full(4, 0.1)
+    labels = np.zeros((50, 4), dtype=bool)
+    np.testing.assert_array_equal(cap_firing_rate(probabilities, labels, cutoffs, 0.0, 4), cutoffs)
+    empty = cap_firing_rate(np.zeros((0, 4)), labels[:0], cutoffs, 0.15, 4)
+    np.testing.assert_array_equal(empty, cutoffs)
