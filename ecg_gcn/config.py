@@ -185,8 +185,8 @@ class TrainConfig:
     # fold) than `firing_cap` of them, or `firing_cap_prevalence` times the share that carry
     # it, whichever is larger: its threshold is raised until it is not. Thresholds tuned on the
     # simulator fired long QT, T-wave abnormal and pathological Q on real recordings that carry
-    # none (a third of CPSC's); tuned on the data itself, a class fires near its prevalence and
-    # the cap does not bind. 0 turns it off. README, "New hospitals".
+    # none (long QT on 29 % of CPSC's); tuned on the data itself, a class fires near its
+    # prevalence and the cap does not bind. 0 turns it off. README, "New hospitals".
     firing_cap: float = 0.15
     firing_cap_prevalence: float = 4.0
     # Not in the paper: the loss leaves out the labels a record's database never gives
