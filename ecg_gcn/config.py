@@ -214,15 +214,11 @@ class TrainConfig:
             raise ValueError(f"synthetic_finetune_lr must be > 0 or None, got {lr!r}")
         if not (isinstance(self.synthetic_mix, (int, float)) and self.synthetic_mix >= 0):
             raise ValueError(f"synthetic_mix must be a number >= 0, got {self.synthetic_mix!r}")
-        for name in ("firing_cap", "firing_cap_prevalence"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if self.firing_cap > 1:
-            raise ValueError(f"firing_cap must be in [0, 1], got {self.firing_cap!r}")
-        anchor = self.synthetic_anchor
-        if isinstance(anchor, bool) or not isinstance(anchor, (int, float)) or not 0 <= anchor <= 1:
-            raise ValueError(f"synthetic_anchor must be a number in [0, 1], got {anchor!r}")
+        _check_share(self, "synthetic_anchor")
+        _check_share(self, "firing_cap")
+        factor = self.firing_cap_prevalence
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 0:
+            raise ValueError(f"firing_cap_prevalence must be a number >= 0, got {factor!r}")
         if isinstance(self.preprocess, Mapping):  # JSON gives a dict
             object.__setattr__(self, "preprocess", Preprocess.from_dict(self.preprocess))
         if not isinstance(self.preprocess, Preprocess):
@@ -280,6 +276,12 @@ def _check_positive_int(config: object, name: str) -> None:
     value = getattr(config, name)
     if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_share(config: object, name: str) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 def _check_choice(config: object, name: str, choices: tuple[str, ...]) -> None:
