@@ -529,6 +529,8 @@ def _fibrillation_onsets(rng: np.random.Generator, rate: float, seconds: float) 
     for _ in range(4):  # rescaling moves beats in and out of the record: repeat a few times
         onsets = start + np.cumsum(rr)
         inside = np.flatnonzero((onsets >= 0) & (onsets < seconds))
+        if inside.size < 2:  # a strip shorter than one beat: no interval to set
+            break
         rr *= rr0 / np.diff(onsets[inside]).mean()
     return start + np.cumsum(rr)
 

@@ -17,7 +17,7 @@ import pytest
 import scipy.io
 from scipy import signal as sps
 
-from ecg_gcn import synth
+from ecg_gcn import synth, synth_beats
 from ecg_gcn.header import LEADS
 from ecg_gcn.labels import CLASSES, SCORED_CODES, encode
 
@@ -304,6 +304,13 @@ def test_af_is_irregularly_irregular(tmp_path: Path) -> None:
         sinus, _, _ = written(tmp_path, [synth.NSR], seed)
         cv = [rr.std() / rr.mean() for rr in (rr_intervals(af, fs), rr_intervals(sinus, fs))]
         assert cv[0] > 0.1 > 0.05 > cv[1]
+
+
+def test_af_strip_shorter_than_a_beat_has_finite_beat_times() -> None:
+    plan = synth_beats.Plan(rhythm="af", heart_rate=45.0)
+    for seed in range(5):
+        onsets, kinds, _ = synth_beats.schedule(np.random.default_rng(seed), plan, 0.5)
+        assert onsets.size == kinds.size > 0 and np.isfinite(onsets).all()
 
 
 def test_af_has_fibrillatory_waves_between_beats(tmp_path: Path) -> None:
