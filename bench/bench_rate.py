@@ -1,0 +1,88 @@
+"""Does a model score recordings resampled to another rate as it scores them at their own?
+
+An acceptance check on a new hospital's recordings may score them twice: at their own rate
+and resampled to 300 Hz. This reads every record of DATA, answers each with MODEL as read and
+again after resampling it to RATE (`scipy.signal.resample_poly`; the entry then brings both
+to its own rate as always), and prints per database (by record name) and for all: the
+challenge metric of both readings, and how far a probability moved.
+
+    python -m bench.bench_rate MODEL DATA [--rate 300]
+
+Run it with a model that never saw DATA (a fold model of `cv --by-source`, say) to read the
+two columns of such a check side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+import torch
+
+from ecg_gcn import labels as lbl
+from ecg_gcn import predict, records, scoring, signal
+from ecg_gcn.thresholds import decide
+
+
+def resampled(x: np.ndarray, fs: float, rate: float) -> np.ndarray:
+    """(leads, n) at `fs` -> (leads, about n * rate / fs) at `rate`, by a polyphase filter."""
+    ratio = Fraction(rate / fs).limit_denominator(1000)
+    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=1)
+
+
+def measure(
+    predictor: predict.Predictor, recordings: list[records.Record], rate: float
+) -> list[dict]:
+    """One row per database and one for all: records, the challenge metric as read and at
+    `rate`, and the mean and largest change of a probability."""
+    settings = predictor.preprocess
+    native = predictor.probabilities_many(
+        signal.preprocess(r.signal, r.fs, settings) for r in recordings
+    )
+    moved = predictor.probabilities_many(
+        signal.preprocess(resampled(r.signal, r.fs, rate), rate, settings) for r in recordings
+    )
+    truth = np.stack([r.labels for r in recordings])
+    sources = np.array([lbl.source_of(r.name) for r in recordings])
+    rows = []
+    thresholds = predictor.thresholds
+    for name in [*sorted(set(sources)), "all"]:
+        m = np.ones(len(recordings), bool) if name == "all" else sources == name
+        change = np.abs(native[m] - moved[m])
+        rows.append(
+            {
+                "database": name,
+                "records": int(m.sum()),
+                "native": scoring.challenge_metric(truth[m], decide(native[m], thresholds)),
+                "resampled": scoring.challenge_metric(truth[m], decide(moved[m], thresholds)),
+                "mean change": float(change.mean()),
+                "largest change": float(change.max()),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", help="a trained model folder")
+    parser.add_argument("data_dir", help="a folder of WFDB records (.hea + .mat)")
+    parser.add_argument("--rate", type=float, default=300.0, help="Hz to resample to (300)")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    predictor = predict.load(args.model_dir, device=torch.device("cpu"))
+    folder = Path(args.data_dir)
+    recordings = [records.load_record(folder / name) for name in records.find_records(folder)]
+    print(f"| database | records | as read | at {args.rate:g} Hz | mean change | largest |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in measure(predictor, recordings, args.rate):
+        print(
+            f"| {r['database']} | {r['records']} | {r['native']:.3f} | {r['resampled']:.3f} | "
+            f"{r['mean change']:.4f} | {r['largest change']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
