@@ -2,9 +2,9 @@
 
 An acceptance check on a new hospital's recordings may score them twice: at their own rate
 and resampled to 300 Hz. This reads every record of DATA, answers each with MODEL as read and
-again after resampling it to RATE (`scipy.signal.resample_poly`; the entry then brings both
-to its own rate as always), and prints per database (by record name) and for all: the
-challenge metric of both readings, and how far a probability moved.
+again after resampling it to RATE (`signal.resample`, the entry's own polyphase resampler;
+the entry then brings both to its own rate as always), and prints per database (by record
+name) and for all: the challenge metric of both readings, and how far a probability moved.
 
     python -m bench.bench_rate MODEL DATA [--rate 300]
 
@@ -15,22 +15,14 @@ two columns of such a check side by side.
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import torch
 
 from ecg_gcn import labels as lbl
 from ecg_gcn import predict, records, scoring, signal
 from ecg_gcn.thresholds import decide
-
-
-def resampled(x: np.ndarray, fs: float, rate: float) -> np.ndarray:
-    """(leads, n) at `fs` -> (leads, about n * rate / fs) at `rate`, by a polyphase filter."""
-    ratio = Fraction(rate / fs).limit_denominator(1000)
-    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=1)
 
 
 def measure(
@@ -43,12 +35,12 @@ def measure(
         signal.preprocess(r.signal, r.fs, settings) for r in recordings
     )
     moved = predictor.probabilities_many(
-        signal.preprocess(resampled(r.signal, r.fs, rate), rate, settings) for r in recordings
+        signal.preprocess(signal.resample(r.signal, r.fs, rate), rate, settings) for r in recordings
     )
     truth = np.stack([r.labels for r in recordings])
     sources = np.array([lbl.source_of(r.name) for r in recordings])
-    rows = []
     thresholds = predictor.thresholds
+    rows = []
     for name in [*sorted(set(sources)), "all"]:
         m = np.ones(len(recordings), bool) if name == "all" else sources == name
         change = np.abs(native[m] - moved[m])

@@ -1,29 +1,13 @@
-"""bench/bench_rate.py: resampling, and the rows it measures."""
+"""bench/bench_rate.py: the rows it measures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from bench import bench_rate
 from ecg_gcn import records, signal, synth
-
-
-def test_resampled_keeps_a_slow_wave_at_the_new_rate():
-    t = np.arange(5000) / 500
-    x = np.stack([np.sin(2 * np.pi * 7 * t), np.cos(2 * np.pi * 3 * t)])
-    y = bench_rate.resampled(x, 500, 300)
-    assert y.shape == (2, 3000)
-    t300 = np.arange(3000) / 300
-    inner = slice(100, -100)  # away from the filter's edges
-    assert y[0, inner] == pytest.approx(np.sin(2 * np.pi * 7 * t300)[inner], abs=1e-2)
-    assert y[1, inner] == pytest.approx(np.cos(2 * np.pi * 3 * t300)[inner], abs=1e-2)
-
-
-def test_resampled_handles_a_1000_hz_record():
-    assert bench_rate.resampled(np.zeros((12, 10000)), 1000, 300).shape == (12, 3000)
 
 
 def test_measure_gives_a_row_per_database_and_one_for_all(tmp_path: Path, untrained_predictor):

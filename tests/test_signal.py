@@ -37,6 +37,19 @@ def test_resampling_at_500_hz_is_the_identity():
     assert signal.resample(x, 500.0) is x
 
 
+def test_resampling_down_to_300_hz_keeps_slow_waves():
+    # the acceptance check's second reading (bench/bench_rate.py): 500 Hz down to 300 Hz
+    t = np.arange(5000) / 500
+    x = np.stack([np.sin(2 * np.pi * 7 * t), np.cos(2 * np.pi * 3 * t)])
+    y = signal.resample(x, 500, 300)
+    assert y.shape == (2, 3000)
+    t300 = np.arange(3000) / 300
+    inner = slice(100, -100)  # away from the filter's edges
+    assert y[0, inner] == pytest.approx(np.sin(2 * np.pi * 7 * t300)[inner], abs=1e-2)
+    assert y[1, inner] == pytest.approx(np.cos(2 * np.pi * 3 * t300)[inner], abs=1e-2)
+    assert signal.resample(np.zeros((12, 10000)), 1000, 300).shape == (12, 3000)
+
+
 @pytest.mark.parametrize(("n", "fs", "length"), [(38400, 1000, 19200), (7, 1000, 4), (1, 257, 2)])
 def test_resampled_length_is_rounded(n, fs, length):
     assert signal.resample(np.ones((2, n)), fs).shape == (2, length)
