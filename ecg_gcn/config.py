@@ -212,13 +212,10 @@ class TrainConfig:
         lr = self.synthetic_finetune_lr
         if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"synthetic_finetune_lr must be > 0 or None, got {lr!r}")
-        if not (isinstance(self.synthetic_mix, (int, float)) and self.synthetic_mix >= 0):
-            raise ValueError(f"synthetic_mix must be a number >= 0, got {self.synthetic_mix!r}")
+        _check_non_negative(self, "synthetic_mix")
         _check_share(self, "synthetic_anchor")
         _check_share(self, "firing_cap")
-        factor = self.firing_cap_prevalence
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 0:
-            raise ValueError(f"firing_cap_prevalence must be a number >= 0, got {factor!r}")
+        _check_non_negative(self, "firing_cap_prevalence")
         if isinstance(self.preprocess, Mapping):  # JSON gives a dict
             object.__setattr__(self, "preprocess", Preprocess.from_dict(self.preprocess))
         if not isinstance(self.preprocess, Preprocess):
@@ -278,9 +275,19 @@ def _check_positive_int(config: object, name: str) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_non_negative(config: object, name: str) -> None:
+    value = getattr(config, name)
+    if not (_is_number(value) and value >= 0):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
 def _check_share(config: object, name: str) -> None:
     value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not (_is_number(value) and 0 <= value <= 1):
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 

@@ -116,6 +116,8 @@ def test_bad_model_values_are_refused(field, value):
         ("synthetic_seed", 1.5),
         ("synthetic_pretrain_epochs", -2),
         ("synthetic_mix", -0.5),
+        ("synthetic_mix", True),
+        ("synthetic_mix", "1"),
         ("augment", "strong"),
     ],
 )
