@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ecg_gcn import ROOT
-from ecg_gcn.config import PROFILE_ENV, PROFILES, VARIANTS
+from ecg_gcn.config import PROFILE_ENV, PROFILES, PROTOCOL_MODELS, VARIANTS
 from ecg_gcn.records import MAX_FS, MIN_FS, MIN_SECONDS
 
 
@@ -155,6 +155,7 @@ def _new_hospitals(args: argparse.Namespace, model_config, train_config, out: Pa
         seeds=args.seeds,
         protocols=tuple(protocols),
         min_records=args.min_records,
+        models=tuple(args.models),
     )
     hospitals.write_csv(out / "hospitals.csv", hospitals.ROW_FIELDS, rows)
     hospitals.write_csv(out / "hospitals_classes.csv", hospitals.CLASS_FIELDS, class_rows)
@@ -334,6 +335,16 @@ def _add_cv(verbs) -> None:
         type=int,
         default=10,
         help="fewest labelled records of a database scored (default 10)",
+    )
+    cv.add_argument(
+        "--models",
+        nargs="+",
+        choices=PROTOCOL_MODELS,
+        default=list(PROTOCOL_MODELS),
+        metavar="MODEL",
+        help="(--by-source, --train-on) the trained columns, of: "
+        + ", ".join(f"'{m}'" for m in PROTOCOL_MODELS)
+        + " (default all; the baselines are always scored)",
     )
     cv.add_argument("--profile", choices=PROFILES, help="(default: $ECG_GCN_PROFILE)")
     cv.add_argument("--out", default="crossval", help="folder for fold models and the CSV")

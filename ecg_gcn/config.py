@@ -297,6 +297,11 @@ def _check_choice(config: object, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+# The trained models of the new-hospital protocols (ecg_gcn.hospitals), here so that the
+# command line can offer them without importing torch: the entry's default, its real-only
+# ablation (`synthetic=0`) and the synthetic-only network, the default's anchor.
+PROTOCOL_MODELS = ("default", "real only", "synthetic only")
+
 # Table 1 of the paper, in its order: ModelConfig overrides of each row (nets.variant).
 VARIANTS: dict[str, dict[str, object]] = {
     "1dcnn": {"residual": False, "gru": False, "head": "linear"},

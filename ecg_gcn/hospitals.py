@@ -41,7 +41,7 @@ from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
-TRAINED = ("default", "real only", "synthetic only")
+TRAINED = cfg.PROTOCOL_MODELS
 MODELS = (*TRAINED, "prevalence", "always normal")
 ROW_FIELDS = (
     "protocol",

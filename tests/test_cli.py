@@ -68,3 +68,30 @@ def test_synth_refuses_values_outside_the_bounds_with_a_usage_error(tmp_path, op
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"argument {option}:" in done.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.hea").exists()
+
+
+def test_cv_offers_the_protocols_models_and_refuses_others():
+    done = cli("cv", "data", "--by-source", "--models", "default", "paper")
+    assert done.returncode == 2 and "invalid choice: 'paper'" in done.stderr
+    assert all(f"'{name}'" in done.stderr for name in config.PROTOCOL_MODELS)
+
+
+def test_cv_trains_only_the_models_asked_for(tmp_path, monkeypatch):
+    from ecg_gcn import __main__, hospitals
+    from ecg_gcn import cache as preprocessing
+
+    asked = {}
+
+    def run(cache, out, model_config, train_config, **options):
+        asked.update(options)
+        return [], []
+
+    monkeypatch.setattr(preprocessing, "build_cache", lambda *args, **kwargs: None)
+    monkeypatch.setattr(hospitals, "run", run)
+    monkeypatch.setattr(hospitals, "summary", lambda rows: "")
+    argv = ["cv", "data", "--by-source", "--train-on", "CPSC", "--seeds", "5", "6"]
+    __main__.main([*argv, "--models", "synthetic only", "--out", str(tmp_path / "a")])
+    assert asked["models"] == ("synthetic only",) and asked["seeds"] == [5, 6]
+    assert asked["protocols"] == (None, ["CPSC"])
+    __main__.main([*argv, "--out", str(tmp_path / "b")])
+    assert asked["models"] == hospitals.TRAINED
