@@ -22,7 +22,6 @@ import torch
 
 from ecg_gcn import labels as lbl
 from ecg_gcn import predict, records, scoring, signal
-from ecg_gcn.thresholds import decide
 
 
 def measure(
@@ -31,15 +30,17 @@ def measure(
     """One row per database and one for all: records, the challenge metric as read and at
     `rate`, and the mean and largest change of a probability."""
     settings = predictor.preprocess
-    native = predictor.probabilities_many(
-        signal.preprocess(r.signal, r.fs, settings) for r in recordings
-    )
-    moved = predictor.probabilities_many(
+    native_x = [signal.preprocess(r.signal, r.fs, settings) for r in recordings]
+    moved_x = [
         signal.preprocess(signal.resample(r.signal, r.fs, rate), rate, settings) for r in recordings
-    )
+    ]
+    native = predictor.probabilities_many(native_x)
+    moved = predictor.probabilities_many(moved_x)
+    native_rhythm, moved_rhythm = predictor.rhythm(native_x), predictor.rhythm(moved_x)
     truth = np.stack([r.labels for r in recordings])
     sources = np.array([lbl.source_of(r.name) for r in recordings])
-    thresholds = predictor.thresholds
+    native_decided = predictor.decide(native, native_rhythm)
+    moved_decided = predictor.decide(moved, moved_rhythm)
     rows = []
     for name in [*sorted(set(sources)), "all"]:
         m = np.ones(len(recordings), bool) if name == "all" else sources == name
@@ -48,8 +49,8 @@ def measure(
             {
                 "database": name,
                 "records": int(m.sum()),
-                "native": scoring.challenge_metric(truth[m], decide(native[m], thresholds)),
-                "resampled": scoring.challenge_metric(truth[m], decide(moved[m], thresholds)),
+                "native": scoring.challenge_metric(truth[m], native_decided[m]),
+                "resampled": scoring.challenge_metric(truth[m], moved_decided[m]),
                 "mean change": float(change.mean()),
                 "largest change": float(change.max()),
             }

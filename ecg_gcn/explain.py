@@ -42,11 +42,10 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ecg_gcn import checkpoint, nets, records, signal
+from ecg_gcn import checkpoint, measure, nets, records, signal
 from ecg_gcn import labels as lbl
 from ecg_gcn.header import LEADS
 from ecg_gcn.predict import Predictor
-from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ def explain(
     windows = signal.windows(x, settings.window)
     per_window = predictor.probabilities_many(iter(windows))
     probabilities = per_window.mean(axis=0)
-    decided = decide(probabilities[None], predictor.thresholds)[0]
+    decided = predictor.decide(probabilities[None], predictor.rhythm([x]))[0]
     chosen = (
         _class_indices(classes)
         if classes
@@ -368,6 +367,7 @@ def gallery(
     paths = [Path(data_dir) / f"{name}.hea" for name in names]
     read: list[Path] = []  # the records read, in the order their probabilities come
     seen: list[np.ndarray] = []  # their labels
+    rhythm: list[float] = []  # their measured RR irregularity, for the AF rule
 
     def signals():  # one record in memory at a time, however large the validation split
         for path in paths:
@@ -378,13 +378,15 @@ def gallery(
                 continue
             read.append(path)
             seen.append(record.labels)
-            yield signal.preprocess(record.signal, record.fs, predictor.preprocess)
+            x = signal.preprocess(record.signal, record.fs, predictor.preprocess)
+            rhythm.append(measure.irregularity(x, predictor.preprocess.fs))
+            yield x
 
     probabilities = predictor.probabilities_many(signals())
     if not read:
         return []
     truth = np.array(seen)
-    decided = decide(probabilities, predictor.thresholds)
+    decided = predictor.decide(probabilities, np.array(rhythm))
     errors = (decided != truth).sum(axis=0)
     worst = [int(k) for k in np.argsort(-errors, kind="stable")[:GALLERY_CLASSES] if errors[k]]
     figures = []

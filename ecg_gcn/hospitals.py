@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg_gcn import baseline, predict, scoring, synthetic, train
+from ecg_gcn import baseline, measure, predict, scoring, synthetic, train
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn.cache import Cache
 from ecg_gcn.labels import source_of
-from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
@@ -203,14 +202,17 @@ class _Fold:
             saved[f"{key}_validation_labels"] = self.cache.labels[validation["indices"]]
             # Names too, so that a threshold study can group them by database.
             saved[f"{key}_validation_names"] = names[validation["indices"]]
+        # The measured rhythm of the held-out recordings, for the models' AF rule.
+        rhythm = measure.irregularities(
+            (self.cache.signal(int(i)) for i in test_idx), self.config.preprocess.fs
+        )
+        saved["rhythm"] = rhythm
         results = {}
         for model, predictor in predictors.items():
             signals = (self.cache.signal(int(i)) for i in test_idx)
             probabilities = predictor.probabilities_many(signals)
             saved[model.replace(" ", "_")] = probabilities
-            results[model] = _scores(
-                truth, probabilities, decide(probabilities, predictor.thresholds)
-            )
+            results[model] = _scores(truth, probabilities, predictor.decide(probabilities, rhythm))
         prior = self.cache.labels[train_idx].mean(axis=0)
         for name, answers in baseline.baselines(prior, len(truth)).items():
             results[name] = _scores(truth, *answers)

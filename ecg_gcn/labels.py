@@ -20,6 +20,7 @@ WEIGHTS_CSV = ROOT / "weights.csv"
 DX_MAPPING_SCORED_CSV = ROOT / "dx_mapping_scored.csv"
 
 NORMAL_CODE = "426783006"  # sinus rhythm: the "always normal" baseline of the challenge metric
+AF_CODE = "164889003"  # atrial fibrillation: decided with the measured rhythm (ecg_gcn.measure)
 
 # Scored as one diagnosis each; the first code is the representative (evaluation-2020, 2020-08).
 EQUIVALENT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -107,6 +108,7 @@ CLASSES, WEIGHTS = load_weights()
 NUM_CLASSES = len(CLASSES)  # 24
 SCORED_CODES = scored_codes()  # 27
 NORMAL_INDEX = CLASSES.index(NORMAL_CODE)
+AF_INDEX = CLASSES.index(AF_CODE)
 CLASS_INDEX = {code: i for i, code in enumerate(CLASSES)}
 
 

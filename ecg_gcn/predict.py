@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg_gcn import checkpoint, nets, outputs, records, signal
+from ecg_gcn import checkpoint, measure, nets, outputs, records, signal
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
+from ecg_gcn import thresholds as thr
 from ecg_gcn.device import pick_device
-from ecg_gcn.thresholds import decide
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class Predictor:
     thresholds: np.ndarray
     preprocess: signal.Preprocess  # training's, applied alike here
     device: torch.device
+    # AF decided by the measured rhythm where it is clear (ecg_gcn.measure): training's
+    # `af_by_rhythm`, saved with the checkpoint; off for a checkpoint saved without it.
+    af_by_rhythm: bool = False
 
     @torch.inference_mode()
     def probabilities_many(self, signals: Iterable[np.ndarray]) -> np.ndarray:
@@ -82,11 +85,27 @@ class Predictor:
         """(24,) probabilities of one preprocessed recording."""
         return self.probabilities_many([x])[0]
 
-    def answer(self, probabilities: np.ndarray) -> tuple[list[int], list[float], list[str]]:
+    def rhythm(self, signals: Iterable[np.ndarray]) -> np.ndarray | None:
+        """(N,) measured RR irregularity of N preprocessed recordings, which `decide` needs for
+        the AF rule; None when this model decides without it."""
+        if not self.af_by_rhythm:
+            return None
+        return measure.irregularities(signals, self.preprocess.fs)
+
+    def decide(self, probabilities: np.ndarray, rhythm: np.ndarray | None = None) -> np.ndarray:
+        """(N, 24) labels of N recordings' probabilities; `rhythm` their `rhythm(...)`, for the
+        AF rule (None decides by the thresholds alone)."""
+        return thr.decide(probabilities, self.thresholds, rhythm if self.af_by_rhythm else None)
+
+    def answer(
+        self, probabilities: np.ndarray, x: np.ndarray | None = None
+    ) -> tuple[list[int], list[float], list[str]]:
         """(labels, scores, classes) over the 27 scored codes, as the driver writes them:
-        ints 0/1, floats in [0, 1], codes as strings; never an empty label set."""
+        ints 0/1, floats in [0, 1], codes as strings; never an empty label set. `x` is the
+        preprocessed recording, for the AF rule."""
         probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
-        return outputs.answer(decide(probabilities[None], self.thresholds)[0], probabilities)
+        rhythm = None if x is None else self.rhythm([x])
+        return outputs.answer(self.decide(probabilities[None], rhythm)[0], probabilities)
 
 
 def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor:
@@ -102,12 +121,14 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
             f"{path}: the weights do not match the model_config saved with them "
             f"({str(error).strip().splitlines()[0]})"
         ) from error
+    training = state.get("train_config")
     return Predictor(
         model=model.to(device).eval(),
         model_config=model_config,
         thresholds=thresholds,
         preprocess=preprocess,
         device=device,
+        af_by_rhythm=isinstance(training, dict) and training.get("af_by_rhythm") is True,
     )
 
 
@@ -122,7 +143,7 @@ def classify(data: np.ndarray, header_lines: list[str], predictor: Predictor) ->
         record = records.from_arrays(data, header_lines)
         name = record.name or name
         x = signal.preprocess(record.signal, record.fs, predictor.preprocess)
-        return predictor.answer(predictor.probabilities(x))
+        return predictor.answer(predictor.probabilities(x), x)
     except Exception as error:  # one bad recording must never cost an output
         logger.warning("%s: %s: %s; answering always-normal", name, type(error).__name__, error)
         return outputs.normal_answer()

@@ -20,7 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from ecg_gcn.labels import NORMAL_INDEX
+from ecg_gcn import measure
+from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX
 from ecg_gcn.scoring import ChallengeMetric
 
 Mode = Literal["global", "per_class", "global_then_per_class"]
@@ -50,10 +51,28 @@ def binarize(
     return outputs
 
 
-def decide(probabilities: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
+def decide(
+    probabilities: np.ndarray,
+    thresholds: np.ndarray | float,
+    irregularity: np.ndarray | float | None = None,
+) -> np.ndarray:
     """The entry's labels over the 24 classes: at or above the threshold, and sinus rhythm
-    alone where nothing is (module docstring)."""
-    return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
+    alone where nothing is (module docstring).
+
+    With the recordings' measured RR `irregularity` (ecg_gcn.measure; NaN where unmeasured),
+    AF is decided by the rhythm where it is clear: never under measure.AF_REGULAR, always from
+    measure.AF_IRREGULAR on, by its threshold in between."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if irregularity is None:
+        return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
+    irregular = np.broadcast_to(
+        np.asarray(irregularity, dtype=np.float64), probabilities.shape[:-1]
+    )
+    outputs = probabilities >= np.asarray(thresholds, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # NaN compares False: the threshold stands
+        outputs[..., AF_INDEX] &= ~(irregular < measure.AF_REGULAR)
+        outputs[..., AF_INDEX] |= irregular >= measure.AF_IRREGULAR
+    return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)
 
 
 def _candidates(values: np.ndarray) -> np.ndarray:

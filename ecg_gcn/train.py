@@ -375,6 +375,7 @@ class _Fitting:
             summary, state = distributed.broadcast((summary, state), context)
             model.load_state_dict(state)
         self.predictor.thresholds = summary["thresholds"]
+        self.predictor.af_by_rhythm = self.train_config.af_by_rhythm
         model.eval()
         return {**summary, "predictor": self.predictor}
 
@@ -532,7 +533,9 @@ def fit_members(
             ("record", "part"),
             sorted((cache.names[j], f"member-{part[n] + 1}") for n, j in enumerate(indices)),
         )
-    predictor = predict.Predictor(ensemble, model_config, final, train_config.preprocess, device)
+    predictor = predict.Predictor(
+        ensemble, model_config, final, train_config.preprocess, device, train_config.af_by_rhythm
+    )
     return {
         "epoch": epochs[0],
         "member_epochs": epochs,
