@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +319,10 @@ def run(
         )
         per_long = driver_seconds(predictor, tmp / "long", long_names) * 1e3
         batched = per_long / predict.WINDOW_BATCH
+        # The same records with the AF rule, as a trained entry answers (TrainConfig.af_by_rhythm):
+        # the beats are found and the rhythm measured besides the network.
+        ruled = replace(predictor, af_by_rhythm=True)
+        short_ruled = driver_seconds(ruled, data, names[:20]) * 1e3
         rows.append(Row("matrix product 2048^2", f"{gemm:.0f} GFLOP/s", "float32"))
         rows.append(
             Row(
@@ -338,6 +342,13 @@ def run(
                     f"{ms / floor_ms:.2f}x floor, {gflop / ms * 1e3 / gemm:.0%} of matmul rate",
                 )
             )
+        rows.append(
+            Row(
+                "AF rule on: driver, 10 s record",
+                f"{short_ruled:.1f} ms/record",
+                f"the rhythm's measure adds {short_ruled - short:.1f} ms",
+            )
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     rows.append(Row("peak resident memory", f"{peak:,.0f} MiB", "this process"))
     return rows
