@@ -21,7 +21,7 @@ from matplotlib import colors, ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ecg_gcn import checkpoint, evaluation, explain, graph, outputs, predict, scoring
+from ecg_gcn import checkpoint, evaluation, explain, graph, measure, outputs, predict, scoring
 from ecg_gcn import labels as lbl
 
 MARKDOWN_FILE = "report.md"
@@ -447,6 +447,16 @@ def _firing_cap_text(saved: dict) -> str:
     )
 
 
+def _af_text(training: dict) -> str:
+    if not training.get("af_by_rhythm"):
+        return "by its threshold alone"
+    return (
+        f"by the measured RR irregularity where it is clear (never under "
+        f"{measure.AF_REGULAR:g}, always from {measure.AF_IRREGULAR:g}), by its threshold "
+        "in between"
+    )
+
+
 def _preprocessing_text(saved: dict) -> str:
     settings = saved["preprocessing"]
     band = settings["band"]
@@ -488,6 +498,7 @@ def _markdown(
         f"- saved epoch: {saved.get('epoch', '?')} of {len(history['epoch'])} run",
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "
         f"(median {np.median(thresholds):.3f}){_firing_cap_text(saved)}",
+        f"- AF: {_af_text(training)}",
         "",
         "## Validation (history.csv)",
         "",

@@ -170,3 +170,14 @@ def test_the_data_adds_a_gallery_of_the_most_confident_mistakes(run, tmp_path):
     for name in expected:
         assert_png(model / checkpoint.REPORT_FOLDER / name)
         assert f"]({name})" in text
+
+
+def test_the_report_says_how_af_is_decided(run, tmp_path):
+    model = copy_model(run["model"], tmp_path / "model")
+    assert "- AF: by the measured RR irregularity where it is clear (never under 0.05, always " in (
+        report.write_report(model).read_text()
+    )
+    saved = checkpoint.read(model)
+    saved["train_config"]["af_by_rhythm"] = False
+    checkpoint.atomic_save(saved, model / checkpoint.CHECKPOINT_FILE)
+    assert "- AF: by its threshold alone" in report.write_report(model).read_text()
