@@ -193,11 +193,12 @@ class TrainConfig:
     # (labels.known_classes): CPSC labels 6 of the 24 classes, and its records taught the
     # network that their tachycardias and axis deviations were absent. README, "New hospitals".
     mask_unlabelled: bool = True
-    # Not in the paper: AF is decided by the measured RR irregularity where it is clear (never
-    # on a regular rhythm, always on a clearly irregular one; ecg_gcn.measure), by its threshold
-    # in between. The thresholds are tuned without it. False: the network's thresholds alone.
-    # README, "New hospitals".
-    af_by_rhythm: bool = True
+    # Not in the paper: the measured rhythm decides where it is clear (ecg_gcn.measure): AF
+    # never on a regular rhythm and always on a clearly irregular one; a measured premature
+    # beat answers PAC or PVC, whichever the network puts higher against its threshold. The
+    # thresholds are tuned without the rules. False: the network's thresholds alone. README,
+    # "New hospitals".
+    rhythm_rules: bool = True
     # Augmentation of the training batches (ecg_gcn.augment); off unless a profile sets it.
     augment: Augment = dataclasses.field(default_factory=Augment)
 
@@ -236,7 +237,7 @@ class TrainConfig:
         ):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {getattr(self, name)!r}")
-        for name in ("amp", "compile", "deterministic", "mask_unlabelled", "af_by_rhythm"):
+        for name in ("amp", "compile", "deterministic", "mask_unlabelled", "rhythm_rules"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _check_choice(self, "select_metric", SELECT_METRICS)

@@ -190,12 +190,12 @@ def ablation(
     """Table 1 of the paper on these data: each variant on the same folds, real records only
     (thresholds tuned in each training part); then the full model with the synthetic pool, when
     given (the entry's synthetic records); then the linear and GCN heads at one fixed threshold
-    of 0.5. Every row trains one network (`members` 1) and decides without the AF rule."""
+    of 0.5. Every row trains one network (`members` 1) and decides without the rhythm rules."""
     rows, table = [], []
     # One network per row, deciding by its thresholds alone, as the paper's: the rows compare
     # architectures and the synthetic records, not the entry's ensemble (TrainConfig.members)
-    # or its AF rule (TrainConfig.af_by_rhythm, measured by the new-hospital protocols).
-    train_config = dataclasses.replace(train_config, members=1, af_by_rhythm=False)
+    # or its rhythm rules (TrainConfig.rhythm_rules, measured by the new-hospital protocols).
+    train_config = dataclasses.replace(train_config, members=1, rhythm_rules=False)
     real_only = dataclasses.replace(train_config, synthetic=0)
     runs = [(name, *row, real_only, name) for name, row in PAPER_TABLE_1.items()]
     if synthetic is not None:

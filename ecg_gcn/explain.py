@@ -367,7 +367,7 @@ def gallery(
     paths = [Path(data_dir) / f"{name}.hea" for name in names]
     read: list[Path] = []  # the records read, in the order their probabilities come
     seen: list[np.ndarray] = []  # their labels
-    rhythm: list[float] = []  # their measured RR irregularity, for the AF rule
+    rhythm: list[np.ndarray] = []  # their measured rhythm, for the rhythm rules
 
     def signals():  # one record in memory at a time, however large the validation split
         for path in paths:
@@ -379,14 +379,14 @@ def gallery(
             read.append(path)
             seen.append(record.labels)
             x = signal.preprocess(record.signal, record.fs, predictor.preprocess)
-            rhythm.append(measure.irregularity(x, predictor.preprocess.fs))
+            rhythm.append(measure.rhythm(x, predictor.preprocess.fs))
             yield x
 
     probabilities = predictor.probabilities_many(signals())
     if not read:
         return []
     truth = np.array(seen)
-    decided = predictor.decide(probabilities, np.array(rhythm))
+    decided = predictor.decide(probabilities, np.array(rhythm).reshape(-1, 2))
     errors = (decided != truth).sum(axis=0)
     worst = [int(k) for k in np.argsort(-errors, kind="stable")[:GALLERY_CLASSES] if errors[k]]
     figures = []

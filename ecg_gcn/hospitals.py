@@ -202,8 +202,8 @@ class _Fold:
             saved[f"{key}_validation_labels"] = self.cache.labels[validation["indices"]]
             # Names too, so that a threshold study can group them by database.
             saved[f"{key}_validation_names"] = names[validation["indices"]]
-        # The measured rhythm of the held-out recordings, for the models' AF rule.
-        rhythm = measure.irregularities(
+        # The measured rhythm of the held-out recordings, for the models' rhythm rules.
+        rhythm = measure.rhythms(
             (self.cache.signal(int(i)) for i in test_idx), self.config.preprocess.fs
         )
         saved["rhythm"] = rhythm

@@ -20,7 +20,9 @@ WEIGHTS_CSV = ROOT / "weights.csv"
 DX_MAPPING_SCORED_CSV = ROOT / "dx_mapping_scored.csv"
 
 NORMAL_CODE = "426783006"  # sinus rhythm: the "always normal" baseline of the challenge metric
-AF_CODE = "164889003"  # atrial fibrillation: decided with the measured rhythm (ecg_gcn.measure)
+# Decided with the measured rhythm where it is clear (ecg_gcn.measure): atrial fibrillation,
+# premature atrial and ventricular beats.
+AF_CODE, PAC_CODE, PVC_CODE = "164889003", "284470004", "427172004"
 
 # Scored as one diagnosis each; the first code is the representative (evaluation-2020, 2020-08).
 EQUIVALENT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -108,7 +110,7 @@ CLASSES, WEIGHTS = load_weights()
 NUM_CLASSES = len(CLASSES)  # 24
 SCORED_CODES = scored_codes()  # 27
 NORMAL_INDEX = CLASSES.index(NORMAL_CODE)
-AF_INDEX = CLASSES.index(AF_CODE)
+AF_INDEX, PAC_INDEX, PVC_INDEX = (CLASSES.index(c) for c in (AF_CODE, PAC_CODE, PVC_CODE))
 CLASS_INDEX = {code: i for i, code in enumerate(CLASSES)}
 
 

@@ -39,9 +39,9 @@ class Predictor:
     thresholds: np.ndarray
     preprocess: signal.Preprocess  # training's, applied alike here
     device: torch.device
-    # AF decided by the measured rhythm where it is clear (ecg_gcn.measure): training's
-    # `af_by_rhythm`, saved with the checkpoint; off for a checkpoint saved without it.
-    af_by_rhythm: bool = False
+    # The measured rhythm decides AF and premature beats where it is clear (ecg_gcn.measure):
+    # training's `rhythm_rules`, saved with the checkpoint; off for a checkpoint without it.
+    rhythm_rules: bool = False
 
     @torch.inference_mode()
     def probabilities_many(self, signals: Iterable[np.ndarray]) -> np.ndarray:
@@ -86,23 +86,23 @@ class Predictor:
         return self.probabilities_many([x])[0]
 
     def rhythm(self, signals: Iterable[np.ndarray]) -> np.ndarray | None:
-        """(N,) measured RR irregularity of N preprocessed recordings, which `decide` needs for
-        the AF rule; None when this model decides without it."""
-        if not self.af_by_rhythm:
+        """(N, 2) measured rhythm of N preprocessed recordings (`measure.rhythms`), which
+        `decide` needs for the rhythm rules; None when this model decides without them."""
+        if not self.rhythm_rules:
             return None
-        return measure.irregularities(signals, self.preprocess.fs)
+        return measure.rhythms(signals, self.preprocess.fs)
 
     def decide(self, probabilities: np.ndarray, rhythm: np.ndarray | None = None) -> np.ndarray:
         """(N, 24) labels of N recordings' probabilities; `rhythm` their `rhythm(...)`, for the
-        AF rule (None decides by the thresholds alone)."""
-        return thr.decide(probabilities, self.thresholds, rhythm if self.af_by_rhythm else None)
+        rhythm rules (None decides by the thresholds alone)."""
+        return thr.decide(probabilities, self.thresholds, rhythm if self.rhythm_rules else None)
 
     def answer(
         self, probabilities: np.ndarray, x: np.ndarray | None = None
     ) -> tuple[list[int], list[float], list[str]]:
         """(labels, scores, classes) over the 27 scored codes, as the driver writes them:
         ints 0/1, floats in [0, 1], codes as strings; never an empty label set. `x` is the
-        preprocessed recording, for the AF rule."""
+        preprocessed recording, for the rhythm rules."""
         probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
         rhythm = None if x is None else self.rhythm([x])
         return outputs.answer(self.decide(probabilities[None], rhythm)[0], probabilities)
@@ -128,7 +128,7 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         thresholds=thresholds,
         preprocess=preprocess,
         device=device,
-        af_by_rhythm=isinstance(training, dict) and training.get("af_by_rhythm") is True,
+        rhythm_rules=isinstance(training, dict) and training.get("rhythm_rules") is True,
     )
 
 

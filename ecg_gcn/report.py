@@ -447,13 +447,14 @@ def _firing_cap_text(saved: dict) -> str:
     )
 
 
-def _af_text(training: dict) -> str:
-    if not training.get("af_by_rhythm"):
-        return "by its threshold alone"
+def _rhythm_text(training: dict) -> str:
+    if not training.get("rhythm_rules"):
+        return "AF, PAC and PVC by their thresholds alone"
     return (
-        f"by the measured RR irregularity where it is clear (never under "
+        f"AF by the measured RR irregularity where it is clear (never under "
         f"{measure.AF_REGULAR:g}, always from {measure.AF_IRREGULAR:g}), by its threshold "
-        "in between"
+        "in between; a measured premature beat answers PAC or PVC, whichever stands higher "
+        "against its threshold"
     )
 
 
@@ -498,7 +499,7 @@ def _markdown(
         f"- saved epoch: {saved.get('epoch', '?')} of {len(history['epoch'])} run",
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "
         f"(median {np.median(thresholds):.3f}){_firing_cap_text(saved)}",
-        f"- AF: {_af_text(training)}",
+        f"- rhythm rules: {_rhythm_text(training)}",
         "",
         "## Validation (history.csv)",
         "",

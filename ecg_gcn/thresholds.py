@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from ecg_gcn import measure
-from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX
+from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX, PAC_INDEX, PVC_INDEX
 from ecg_gcn.scoring import ChallengeMetric
 
 Mode = Literal["global", "per_class", "global_then_per_class"]
@@ -54,24 +54,32 @@ def binarize(
 def decide(
     probabilities: np.ndarray,
     thresholds: np.ndarray | float,
-    irregularity: np.ndarray | float | None = None,
+    rhythm: np.ndarray | None = None,
 ) -> np.ndarray:
     """The entry's labels over the 24 classes: at or above the threshold, and sinus rhythm
     alone where nothing is (module docstring).
 
-    With the recordings' measured RR `irregularity` (ecg_gcn.measure; NaN where unmeasured),
-    AF is decided by the rhythm where it is clear: never under measure.AF_REGULAR, always from
-    measure.AF_IRREGULAR on, by its threshold in between."""
+    With the recordings' measured `rhythm` (`measure.rhythms`: (N, 2), NaN where unmeasured),
+    the rhythm decides where it is clear (ecg_gcn.measure): AF never under
+    measure.AF_REGULAR and always from measure.AF_IRREGULAR on; where a premature beat is
+    measured in a rhythm not that irregular, and neither PAC nor PVC is answered, the one of
+    the two with the higher probability against its threshold is."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if irregularity is None:
+    if rhythm is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
-    irregular = np.broadcast_to(
-        np.asarray(irregularity, dtype=np.float64), probabilities.shape[:-1]
-    )
-    outputs = probabilities >= np.asarray(thresholds, dtype=np.float64)
-    with np.errstate(invalid="ignore"):  # NaN compares False: the threshold stands
+    measured = np.broadcast_to(np.asarray(rhythm, dtype=np.float64), (*probabilities.shape[:-1], 2))
+    irregular = measured[..., measure.IRREGULARITY]
+    cut = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probabilities.shape[-1:])
+    outputs = probabilities >= cut
+    with np.errstate(invalid="ignore"):  # NaN compares False: the thresholds stand
         outputs[..., AF_INDEX] &= ~(irregular < measure.AF_REGULAR)
         outputs[..., AF_INDEX] |= irregular >= measure.AF_IRREGULAR
+        early = (measured[..., measure.PREMATURE_BEAT] == 1) & ~(irregular >= measure.AF_IRREGULAR)
+    early &= ~(outputs[..., PAC_INDEX] | outputs[..., PVC_INDEX])
+    against = probabilities / np.maximum(cut, 1e-12)
+    atrial = against[..., PAC_INDEX] >= against[..., PVC_INDEX]
+    outputs[..., PAC_INDEX] |= early & atrial
+    outputs[..., PVC_INDEX] |= early & ~atrial
     return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)
 
 

@@ -375,7 +375,7 @@ class _Fitting:
             summary, state = distributed.broadcast((summary, state), context)
             model.load_state_dict(state)
         self.predictor.thresholds = summary["thresholds"]
-        self.predictor.af_by_rhythm = self.train_config.af_by_rhythm
+        self.predictor.rhythm_rules = self.train_config.rhythm_rules
         model.eval()
         return {**summary, "predictor": self.predictor}
 
@@ -534,7 +534,7 @@ def fit_members(
             sorted((cache.names[j], f"member-{part[n] + 1}") for n, j in enumerate(indices)),
         )
     predictor = predict.Predictor(
-        ensemble, model_config, final, train_config.preprocess, device, train_config.af_by_rhythm
+        ensemble, model_config, final, train_config.preprocess, device, train_config.rhythm_rules
     )
     return {
         "epoch": epochs[0],

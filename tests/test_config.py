@@ -119,7 +119,7 @@ def test_bad_model_values_are_refused(field, value):
         ("synthetic_mix", True),
         ("synthetic_mix", "1"),
         ("augment", "strong"),
-        ("af_by_rhythm", 1),
+        ("rhythm_rules", 1),
     ],
 )
 def test_bad_train_values_are_refused(field, value):

@@ -1,4 +1,4 @@
-"""The measured rhythm (ecg_gcn.measure) and the AF rule it feeds (thresholds.decide)."""
+"""The measured rhythm (ecg_gcn.measure) and the rules it feeds (thresholds.decide)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import numpy as np
 import pytest
 
 from ecg_gcn import measure, signal, synth
-from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX, NUM_CLASSES
+from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX, NUM_CLASSES, PAC_INDEX, PVC_INDEX
 from ecg_gcn.thresholds import decide
 
 
 def _record(codes, seed, fs=500, seconds=10.0, **kwargs):
     return synth.synthesize(np.random.default_rng(seed), codes, fs, seconds, **kwargs)
+
+
+def irregularity(x, fs):
+    return measure.rhythm(x, fs)[measure.IRREGULARITY]
+
+
+def premature(x, fs):
+    return measure.rhythm(x, fs)[measure.PREMATURE_BEAT]
 
 
 @pytest.mark.parametrize(("codes", "seed"), [((synth.NSR,), 0), ((synth.AF,), 1), ((synth.SB,), 2)])
@@ -36,41 +44,46 @@ def test_a_regular_rhythm_is_never_af_and_af_is_irregular(seed):
     flutter, _ = _record((synth.AFL,), seed)
     af, _ = _record((synth.AF,), seed)
     for x in (regular, brady, flutter):
-        assert measure.irregularity(x, 500) < measure.AF_REGULAR
-    assert measure.irregularity(af, 500) >= measure.AF_REGULAR
+        assert irregularity(x, 500) < measure.AF_REGULAR
+    assert irregularity(af, 500) >= measure.AF_REGULAR
 
 
 def test_simulated_af_mostly_reaches_the_irregular_cut_off():
-    values = [measure.irregularity(_record((synth.AF,), seed)[0], 500) for seed in range(20)]
+    values = [irregularity(_record((synth.AF,), seed)[0], 500) for seed in range(20)]
     assert np.mean(np.array(values) >= measure.AF_IRREGULAR) >= 0.8
 
 
 def test_the_rate_does_not_change_the_measure():
     x, _ = _record((synth.AF,), 3, fs=1000)
-    at_1000 = measure.irregularity(x, 1000)
-    at_500 = measure.irregularity(signal.resample(x, 1000, 500), 500)
-    at_300 = measure.irregularity(signal.resample(x, 1000, 300), 300)
+    at_1000 = irregularity(x, 1000)
+    at_500 = irregularity(signal.resample(x, 1000, 500), 500)
+    at_300 = irregularity(signal.resample(x, 1000, 300), 300)
     assert at_500 == pytest.approx(at_1000, abs=0.01)
     assert at_300 == pytest.approx(at_1000, abs=0.01)
 
 
 def test_dead_leads_are_passed_over_and_a_dead_record_measures_nothing():
     x, _ = _record((synth.AF,), 5)
-    whole = measure.irregularity(x, 500)
+    whole = irregularity(x, 500)
     x_dead = x.copy()
     x_dead[[1, 6, 7, 8, 9]] = 0.0  # like JS45544 of the real sample: five all-zero leads
-    assert measure.irregularity(x_dead, 500) == pytest.approx(whole, abs=0.02)
-    assert math.isnan(measure.irregularity(np.zeros((12, 5000)), 500))
+    assert irregularity(x_dead, 500) == pytest.approx(whole, abs=0.02)
+    assert math.isnan(irregularity(np.zeros((12, 5000)), 500))
     x_nan = x.copy()
     x_nan[:, :100] = np.nan
-    assert np.isfinite(measure.irregularity(x_nan, 500))
+    assert np.isfinite(irregularity(x_nan, 500))
 
 
 def test_too_few_beats_measure_nothing():
     x, _ = _record((synth.NSR,), 0, seconds=3.0, heart_rate=60.0)  # 3 beats
-    assert math.isnan(measure.irregularity(x, 500))
+    assert math.isnan(irregularity(x, 500))
+    assert np.isnan(measure.rhythm(x, 500)).all()
     with pytest.raises(ValueError, match="leads, samples"):
-        measure.irregularity(np.zeros(5000), 500)
+        measure.rhythm(np.zeros(5000), 500)
+
+
+def _rhythm(irregularity, premature=0.0):
+    return np.column_stack(np.broadcast_arrays(irregularity, premature)).astype(float)
 
 
 def test_decide_lets_the_rhythm_decide_af_where_it_is_clear():
@@ -79,7 +92,7 @@ def test_decide_lets_the_rhythm_decide_af_where_it_is_clear():
     p[1, AF_INDEX] = 0.0  # the network says nothing on an irregular one: AF all the same
     p[2, AF_INDEX] = 0.9  # in between, the threshold decides
     p[3, AF_INDEX] = 0.9  # unmeasured: the threshold decides
-    rhythm = np.array([0.01, 0.3, 0.07, np.nan])
+    rhythm = _rhythm([0.01, 0.3, 0.07, np.nan])
     decided = decide(p, 0.5, rhythm)
     assert decided[:, AF_INDEX].tolist() == [False, True, True, True]
     # A vetoed AF leaves the recording empty: it answers sinus rhythm alone, as always.
@@ -87,14 +100,40 @@ def test_decide_lets_the_rhythm_decide_af_where_it_is_clear():
     assert decided[1].sum() == 1
     # Without a rhythm, the thresholds alone, as before.
     assert decide(p, 0.5)[:, AF_INDEX].tolist() == [True, False, True, True]
-    # The rule touches AF alone.
+    # Without a premature beat, the rule touches AF alone.
     others = np.delete(np.arange(NUM_CLASSES), AF_INDEX)
     q = np.random.default_rng(0).random((50, NUM_CLASSES))
-    irregular = np.random.default_rng(1).random(50) * 0.2
+    irregular = _rhythm(np.random.default_rng(1).random(50) * 0.2)
     assert np.array_equal(decide(q, 0.5, irregular)[:, others], decide(q, 0.5)[:, others])
 
 
-def test_decide_takes_one_recording_and_a_scalar_rhythm():
+def test_a_measured_premature_beat_answers_the_ectopic_class_the_network_puts_higher():
+    cut = np.full(NUM_CLASSES, 0.5)
+    cut[PVC_INDEX] = 0.2
+    p = np.full((5, NUM_CLASSES), 0.05)
+    p[0, [PAC_INDEX, PVC_INDEX]] = 0.3, 0.1  # 0.6 and 0.5 of their cut-offs: PAC
+    p[1, [PAC_INDEX, PVC_INDEX]] = 0.2, 0.1  # 0.4 and 0.5: PVC
+    p[2, [PAC_INDEX, PVC_INDEX]] = 0.3, 0.1  # no premature beat: neither
+    p[3, [PAC_INDEX, PVC_INDEX]] = 0.3, 0.1  # a premature beat in AF's irregularity: neither
+    p[4, [PAC_INDEX, PVC_INDEX]] = 0.1, 0.3  # PVC already answered: nothing added
+    rhythm = _rhythm([0.02, 0.02, 0.02, 0.2, 0.02], [1, 1, 0, 1, 1])
+    decided = decide(p, cut, rhythm)
+    assert decided[:, PAC_INDEX].tolist() == [True, False, False, False, False]
+    assert decided[:, PVC_INDEX].tolist() == [False, True, False, False, True]
+    assert decided[3, AF_INDEX] and not decided[3, NORMAL_INDEX]
+    assert decided[2].sum() == 1 and decided[2, NORMAL_INDEX]  # nothing: sinus rhythm alone
+    # An unmeasured rhythm adds nothing.
+    assert np.array_equal(decide(p, cut, _rhythm(np.nan, np.nan)), decide(p, cut))
+
+
+def test_the_simulated_premature_beats_are_measured_and_a_regular_rhythm_has_none():
+    early = [premature(_record((synth.NSR, synth.PAC), seed)[0], 500) for seed in range(8)]
+    late = [premature(_record((synth.NSR,), seed)[0], 500) for seed in range(8)]
+    assert np.mean(early) >= 0.75
+    assert not any(late)
+
+
+def test_decide_takes_one_recording_and_one_rhythm():
     p = np.full(NUM_CLASSES, 0.1)
-    assert decide(p[None], 0.5, 0.2)[0, AF_INDEX]
-    assert not decide(p[None], 0.5, 0.0)[0, AF_INDEX]
+    assert decide(p[None], 0.5, np.array([0.2, 0.0]))[0, AF_INDEX]
+    assert not decide(p[None], 0.5, np.array([0.0, 0.0]))[0, AF_INDEX]

@@ -49,20 +49,20 @@ def test_no_recording_gives_no_rows(predictor):
     assert predictor.probabilities_many(iter([])).shape == (0, lbl.NUM_CLASSES)
 
 
-def test_the_af_rule_travels_with_the_checkpoint(smoke_model_dir, tmp_path):
-    """Training's af_by_rhythm is saved and loaded; a checkpoint saved without it (before the
+def test_the_rhythm_rules_travel_with_the_checkpoint(smoke_model_dir, tmp_path):
+    """Training's rhythm_rules is saved and loaded; a checkpoint saved without it (before the
     rule) decides by its thresholds alone, as it was tuned."""
     loaded = predict.load(smoke_model_dir, torch.device("cpu"))
-    assert loaded.af_by_rhythm is True  # the default
+    assert loaded.rhythm_rules is True  # the default
     old = tmp_path / "old"
     shutil.copytree(smoke_model_dir, old)
     state = checkpoint.read(old)
-    del state["train_config"]["af_by_rhythm"]
+    del state["train_config"]["rhythm_rules"]
     checkpoint.atomic_save(state, old / checkpoint.CHECKPOINT_FILE)
-    assert predict.load(old, torch.device("cpu")).af_by_rhythm is False
+    assert predict.load(old, torch.device("cpu")).rhythm_rules is False
 
 
-def test_the_answer_applies_the_af_rule_to_the_recording(predictor):
+def test_the_answer_applies_the_rhythm_rules_to_the_recording(predictor):
     af, _ = synth.synthesize(np.random.default_rng(2), (synth.AF,), 500, 10.0)
     regular, _ = synth.synthesize(np.random.default_rng(2), (synth.NSR,), 500, 10.0)
     nothing = np.zeros(lbl.NUM_CLASSES)
@@ -74,13 +74,14 @@ def test_the_answer_applies_the_af_rule_to_the_recording(predictor):
         labels, _, codes = p.answer(probabilities, x)
         return bool(labels[codes.index(af_code)])
 
-    ruled = replace(predictor, af_by_rhythm=True)
+    ruled = replace(predictor, rhythm_rules=True)
     assert said(ruled, nothing, af)  # an irregular rhythm is AF
     assert not said(ruled, sure, regular)  # a regular one never is
     assert said(ruled, sure, None)  # no recording: the threshold alone
     assert not said(predictor, nothing, af)  # the rule off: the threshold alone
     assert said(predictor, sure, regular)
     rhythm = ruled.rhythm([af, regular])
-    assert rhythm.shape == (2,)
-    assert rhythm[0] >= measure.AF_IRREGULAR > measure.AF_REGULAR > rhythm[1]
+    assert rhythm.shape == (2, 2)
+    irregular = rhythm[:, measure.IRREGULARITY]
+    assert irregular[0] >= measure.AF_IRREGULAR > measure.AF_REGULAR > irregular[1]
     assert predictor.rhythm([af]) is None

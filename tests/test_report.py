@@ -172,12 +172,14 @@ def test_the_data_adds_a_gallery_of_the_most_confident_mistakes(run, tmp_path):
         assert f"]({name})" in text
 
 
-def test_the_report_says_how_af_is_decided(run, tmp_path):
+def test_the_report_says_how_af_and_premature_beats_are_decided(run, tmp_path):
     model = copy_model(run["model"], tmp_path / "model")
-    assert "- AF: by the measured RR irregularity where it is clear (never under 0.05, always " in (
+    text = report.write_report(model).read_text()
+    assert "- rhythm rules: AF by the measured RR irregularity where it is clear (never " in text
+    assert "a measured premature beat answers PAC or PVC" in text
+    saved = checkpoint.read(model)
+    saved["train_config"]["rhythm_rules"] = False
+    checkpoint.atomic_save(saved, model / checkpoint.CHECKPOINT_FILE)
+    assert "- rhythm rules: AF, PAC and PVC by their thresholds alone" in (
         report.write_report(model).read_text()
     )
-    saved = checkpoint.read(model)
-    saved["train_config"]["af_by_rhythm"] = False
-    checkpoint.atomic_save(saved, model / checkpoint.CHECKPOINT_FILE)
-    assert "- AF: by its threshold alone" in report.write_report(model).read_text()
