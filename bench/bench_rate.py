@@ -36,11 +36,11 @@ def measure(
     ]
     native = predictor.probabilities_many(native_x)
     moved = predictor.probabilities_many(moved_x)
-    native_rhythm, moved_rhythm = predictor.rhythm(native_x), predictor.rhythm(moved_x)
+    native_measured, moved_measured = predictor.measured(native_x), predictor.measured(moved_x)
     truth = np.stack([r.labels for r in recordings])
     sources = np.array([lbl.source_of(r.name) for r in recordings])
-    native_decided = predictor.decide(native, native_rhythm)
-    moved_decided = predictor.decide(moved, moved_rhythm)
+    native_decided = predictor.decide(native, native_measured)
+    moved_decided = predictor.decide(moved, moved_measured)
     rows = []
     for name in [*sorted(set(sources)), "all"]:
         m = np.ones(len(recordings), bool) if name == "all" else sources == name

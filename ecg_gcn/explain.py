@@ -160,7 +160,7 @@ def explain(
     windows = signal.windows(x, settings.window)
     per_window = predictor.probabilities_many(iter(windows))
     probabilities = per_window.mean(axis=0)
-    decided = predictor.decide(probabilities[None], predictor.rhythm([x]))[0]
+    decided = predictor.decide(probabilities[None], predictor.measured([x]))[0]
     chosen = (
         _class_indices(classes)
         if classes
@@ -367,7 +367,7 @@ def gallery(
     paths = [Path(data_dir) / f"{name}.hea" for name in names]
     read: list[Path] = []  # the records read, in the order their probabilities come
     seen: list[np.ndarray] = []  # their labels
-    rhythm: list[np.ndarray] = []  # their measured rhythm, for the rhythm rules
+    measured: list[np.ndarray] = []  # their measured beats, for the measured rules
 
     def signals():  # one record in memory at a time, however large the validation split
         for path in paths:
@@ -379,14 +379,14 @@ def gallery(
             read.append(path)
             seen.append(record.labels)
             x = signal.preprocess(record.signal, record.fs, predictor.preprocess)
-            rhythm.append(measure.rhythm(x, predictor.preprocess.fs))
+            measured.append(measure.record(x, predictor.preprocess.fs))
             yield x
 
     probabilities = predictor.probabilities_many(signals())
     if not read:
         return []
     truth = np.array(seen)
-    decided = predictor.decide(probabilities, np.array(rhythm).reshape(-1, 2))
+    decided = predictor.decide(probabilities, np.array(measured).reshape(-1, measure.COLUMNS))
     errors = (decided != truth).sum(axis=0)
     worst = [int(k) for k in np.argsort(-errors, kind="stable")[:GALLERY_CLASSES] if errors[k]]
     figures = []

@@ -202,17 +202,19 @@ class _Fold:
             saved[f"{key}_validation_labels"] = self.cache.labels[validation["indices"]]
             # Names too, so that a threshold study can group them by database.
             saved[f"{key}_validation_names"] = names[validation["indices"]]
-        # The measured rhythm of the held-out recordings, for the models' rhythm rules.
-        rhythm = measure.rhythms(
+        # The measured beats of the held-out recordings, for the models' measured rules.
+        measured = measure.records(
             (self.cache.signal(int(i)) for i in test_idx), self.config.preprocess.fs
         )
-        saved["rhythm"] = rhythm
+        saved["measured"] = measured
         results = {}
         for model, predictor in predictors.items():
             signals = (self.cache.signal(int(i)) for i in test_idx)
             probabilities = predictor.probabilities_many(signals)
             saved[model.replace(" ", "_")] = probabilities
-            results[model] = _scores(truth, probabilities, predictor.decide(probabilities, rhythm))
+            results[model] = _scores(
+                truth, probabilities, predictor.decide(probabilities, measured)
+            )
         prior = self.cache.labels[train_idx].mean(axis=0)
         for name, answers in baseline.baselines(prior, len(truth)).items():
             results[name] = _scores(truth, *answers)

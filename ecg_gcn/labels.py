@@ -20,9 +20,10 @@ WEIGHTS_CSV = ROOT / "weights.csv"
 DX_MAPPING_SCORED_CSV = ROOT / "dx_mapping_scored.csv"
 
 NORMAL_CODE = "426783006"  # sinus rhythm: the "always normal" baseline of the challenge metric
-# Decided with the measured rhythm where it is clear (ecg_gcn.measure): atrial fibrillation,
-# premature atrial and ventricular beats.
+# Decided with the measured beats where they are clear (ecg_gcn.measure): atrial fibrillation,
+# premature atrial and ventricular beats, complete and incomplete right bundle branch block.
 AF_CODE, PAC_CODE, PVC_CODE = "164889003", "284470004", "427172004"
+CRBBB_CODE, IRBBB_CODE = "713427006", "713426002"
 
 # Scored as one diagnosis each; the first code is the representative (evaluation-2020, 2020-08).
 EQUIVALENT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -111,6 +112,7 @@ NUM_CLASSES = len(CLASSES)  # 24
 SCORED_CODES = scored_codes()  # 27
 NORMAL_INDEX = CLASSES.index(NORMAL_CODE)
 AF_INDEX, PAC_INDEX, PVC_INDEX = (CLASSES.index(c) for c in (AF_CODE, PAC_CODE, PVC_CODE))
+CRBBB_INDEX, IRBBB_INDEX = (CLASSES.index(c) for c in (CRBBB_CODE, IRBBB_CODE))
 CLASS_INDEX = {code: i for i, code in enumerate(CLASSES)}
 
 

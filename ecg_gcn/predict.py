@@ -39,9 +39,11 @@ class Predictor:
     thresholds: np.ndarray
     preprocess: signal.Preprocess  # training's, applied alike here
     device: torch.device
-    # The measured rhythm decides AF and premature beats where it is clear (ecg_gcn.measure):
-    # training's `rhythm_rules`, saved with the checkpoint; off for a checkpoint without it.
+    # The measured beats decide where they are clear (ecg_gcn.measure): the rhythm AF and
+    # premature beats (training's `rhythm_rules`), V1's late R' a right bundle branch block
+    # (`rbbb_rule`); saved with the checkpoint, each off for a checkpoint without it.
     rhythm_rules: bool = False
+    rbbb_rule: bool = False
 
     @torch.inference_mode()
     def probabilities_many(self, signals: Iterable[np.ndarray]) -> np.ndarray:
@@ -85,27 +87,34 @@ class Predictor:
         """(24,) probabilities of one preprocessed recording."""
         return self.probabilities_many([x])[0]
 
-    def rhythm(self, signals: Iterable[np.ndarray]) -> np.ndarray | None:
-        """(N, 2) measured rhythm of N preprocessed recordings (`measure.rhythms`), which
-        `decide` needs for the rhythm rules; None when this model decides without them."""
-        if not self.rhythm_rules:
+    def measured(self, signals: Iterable[np.ndarray]) -> np.ndarray | None:
+        """(N, measure.COLUMNS) measured beats of N preprocessed recordings
+        (`measure.records`), which `decide` needs for the rules; None when this model decides
+        without them."""
+        if not (self.rhythm_rules or self.rbbb_rule):
             return None
-        return measure.rhythms(signals, self.preprocess.fs)
+        return measure.records(signals, self.preprocess.fs)
 
-    def decide(self, probabilities: np.ndarray, rhythm: np.ndarray | None = None) -> np.ndarray:
-        """(N, 24) labels of N recordings' probabilities; `rhythm` their `rhythm(...)`, for the
-        rhythm rules (None decides by the thresholds alone)."""
-        return thr.decide(probabilities, self.thresholds, rhythm if self.rhythm_rules else None)
+    def decide(self, probabilities: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
+        """(N, 24) labels of N recordings' probabilities; `measured` their `measured(...)`, for
+        the rules this model was trained with (None decides by the thresholds alone)."""
+        if measured is not None:
+            measured = np.array(measured, dtype=np.float64)  # a copy: the rules off are NaN
+            if not self.rhythm_rules:
+                measured[..., [measure.IRREGULARITY, measure.PREMATURE_BEAT]] = np.nan
+            if not self.rbbb_rule:
+                measured[..., measure.V1_TERMINAL] = np.nan
+        return thr.decide(probabilities, self.thresholds, measured)
 
     def answer(
         self, probabilities: np.ndarray, x: np.ndarray | None = None
     ) -> tuple[list[int], list[float], list[str]]:
         """(labels, scores, classes) over the 27 scored codes, as the driver writes them:
         ints 0/1, floats in [0, 1], codes as strings; never an empty label set. `x` is the
-        preprocessed recording, for the rhythm rules."""
+        preprocessed recording, for the measured rules."""
         probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
-        rhythm = None if x is None else self.rhythm([x])
-        return outputs.answer(self.decide(probabilities[None], rhythm)[0], probabilities)
+        measured = None if x is None else self.measured([x])
+        return outputs.answer(self.decide(probabilities[None], measured)[0], probabilities)
 
 
 def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor:
@@ -129,6 +138,7 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         preprocess=preprocess,
         device=device,
         rhythm_rules=isinstance(training, dict) and training.get("rhythm_rules") is True,
+        rbbb_rule=isinstance(training, dict) and training.get("rbbb_rule") is True,
     )
 
 

@@ -458,6 +458,16 @@ def _rhythm_text(training: dict) -> str:
     )
 
 
+def _rbbb_text(training: dict) -> str:
+    if not training.get("rbbb_rule"):
+        return "complete and incomplete RBBB by their thresholds alone"
+    return (
+        f"where V1's QRS ends on a late R' ({measure.RBBB_V1:g} mV or more over its last "
+        f"{measure.TERMINAL_S * 1000:.0f} ms) and neither complete nor incomplete RBBB is "
+        "answered, complete RBBB"
+    )
+
+
 def _preprocessing_text(saved: dict) -> str:
     settings = saved["preprocessing"]
     band = settings["band"]
@@ -500,6 +510,7 @@ def _markdown(
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "
         f"(median {np.median(thresholds):.3f}){_firing_cap_text(saved)}",
         f"- rhythm rules: {_rhythm_text(training)}",
+        f"- RBBB rule: {_rbbb_text(training)}",
         "",
         "## Validation (history.csv)",
         "",

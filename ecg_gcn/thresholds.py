@@ -21,7 +21,14 @@ from typing import Literal
 import numpy as np
 
 from ecg_gcn import measure
-from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX, PAC_INDEX, PVC_INDEX
+from ecg_gcn.labels import (
+    AF_INDEX,
+    CRBBB_INDEX,
+    IRBBB_INDEX,
+    NORMAL_INDEX,
+    PAC_INDEX,
+    PVC_INDEX,
+)
 from ecg_gcn.scoring import ChallengeMetric
 
 Mode = Literal["global", "per_class", "global_then_per_class"]
@@ -54,20 +61,23 @@ def binarize(
 def decide(
     probabilities: np.ndarray,
     thresholds: np.ndarray | float,
-    rhythm: np.ndarray | None = None,
+    measured: np.ndarray | None = None,
 ) -> np.ndarray:
     """The entry's labels over the 24 classes: at or above the threshold, and sinus rhythm
     alone where nothing is (module docstring).
 
-    With the recordings' measured `rhythm` (`measure.rhythms`: (N, 2), NaN where unmeasured),
-    the rhythm decides where it is clear (ecg_gcn.measure): AF never under
+    With the recordings' `measured` beats (`measure.records`: (N, measure.COLUMNS), NaN where
+    unmeasured), the ruler decides where it is clear (ecg_gcn.measure): AF never under
     measure.AF_REGULAR and always from measure.AF_IRREGULAR on; where a premature beat is
     measured in a rhythm not that irregular, and neither PAC nor PVC is answered, the one of
-    the two with the higher probability against its threshold is."""
+    the two with the higher probability against its threshold is; where V1 ends its QRS on a
+    late positive deflection (measure.RBBB_V1) and neither complete nor incomplete RBBB is
+    answered, complete RBBB is."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if rhythm is None:
+    if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
-    measured = np.broadcast_to(np.asarray(rhythm, dtype=np.float64), (*probabilities.shape[:-1], 2))
+    shape = (*probabilities.shape[:-1], measure.COLUMNS)
+    measured = np.broadcast_to(np.asarray(measured, dtype=np.float64), shape)
     irregular = measured[..., measure.IRREGULARITY]
     cut = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), probabilities.shape[-1:])
     outputs = probabilities >= cut
@@ -75,11 +85,13 @@ def decide(
         outputs[..., AF_INDEX] &= ~(irregular < measure.AF_REGULAR)
         outputs[..., AF_INDEX] |= irregular >= measure.AF_IRREGULAR
         early = (measured[..., measure.PREMATURE_BEAT] == 1) & ~(irregular >= measure.AF_IRREGULAR)
+        late_r = measured[..., measure.V1_TERMINAL] >= measure.RBBB_V1
     early &= ~(outputs[..., PAC_INDEX] | outputs[..., PVC_INDEX])
     against = probabilities / np.maximum(cut, 1e-12)
     atrial = against[..., PAC_INDEX] >= against[..., PVC_INDEX]
     outputs[..., PAC_INDEX] |= early & atrial
     outputs[..., PVC_INDEX] |= early & ~atrial
+    outputs[..., CRBBB_INDEX] |= late_r & ~(outputs[..., CRBBB_INDEX] | outputs[..., IRBBB_INDEX])
     return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)
 
 

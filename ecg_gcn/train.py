@@ -376,6 +376,7 @@ class _Fitting:
             model.load_state_dict(state)
         self.predictor.thresholds = summary["thresholds"]
         self.predictor.rhythm_rules = self.train_config.rhythm_rules
+        self.predictor.rbbb_rule = self.train_config.rbbb_rule
         model.eval()
         return {**summary, "predictor": self.predictor}
 
@@ -534,7 +535,13 @@ def fit_members(
             sorted((cache.names[j], f"member-{part[n] + 1}") for n, j in enumerate(indices)),
         )
     predictor = predict.Predictor(
-        ensemble, model_config, final, train_config.preprocess, device, train_config.rhythm_rules
+        ensemble,
+        model_config,
+        final,
+        train_config.preprocess,
+        device,
+        rhythm_rules=train_config.rhythm_rules,
+        rbbb_rule=train_config.rbbb_rule,
     )
     return {
         "epoch": epochs[0],

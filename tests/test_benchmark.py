@@ -26,7 +26,7 @@ def test_the_table_has_every_measure_with_a_positive_value():
         "matrix product 2048^2",
         "driver, 10 s record (1 window)",
         "driver, 16-window record",
-        "rhythm rules on: driver, 10 s record",
+        "measured rules on: driver, 10 s record",
         "peak resident memory",
     ):
         assert wanted in measures, measures

@@ -120,6 +120,7 @@ def test_bad_model_values_are_refused(field, value):
         ("synthetic_mix", "1"),
         ("augment", "strong"),
         ("rhythm_rules", 1),
+        ("rbbb_rule", "yes"),
     ],
 )
 def test_bad_train_values_are_refused(field, value):

@@ -1,4 +1,4 @@
-"""The measured rhythm (ecg_gcn.measure) and the rules it feeds (thresholds.decide)."""
+"""The measured beats (ecg_gcn.measure) and the rules they feed (thresholds.decide)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from ecg_gcn import measure, signal, synth
-from ecg_gcn.labels import AF_INDEX, NORMAL_INDEX, NUM_CLASSES, PAC_INDEX, PVC_INDEX
+from ecg_gcn.labels import (
+    AF_INDEX,
+    CRBBB_INDEX,
+    IRBBB_INDEX,
+    NORMAL_INDEX,
+    NUM_CLASSES,
+    PAC_INDEX,
+    PVC_INDEX,
+)
 from ecg_gcn.thresholds import decide
 
 
@@ -17,11 +25,11 @@ def _record(codes, seed, fs=500, seconds=10.0, **kwargs):
 
 
 def irregularity(x, fs):
-    return measure.rhythm(x, fs)[measure.IRREGULARITY]
+    return measure.record(x, fs)[measure.IRREGULARITY]
 
 
 def premature(x, fs):
-    return measure.rhythm(x, fs)[measure.PREMATURE_BEAT]
+    return measure.record(x, fs)[measure.PREMATURE_BEAT]
 
 
 @pytest.mark.parametrize(("codes", "seed"), [((synth.NSR,), 0), ((synth.AF,), 1), ((synth.SB,), 2)])
@@ -77,13 +85,14 @@ def test_dead_leads_are_passed_over_and_a_dead_record_measures_nothing():
 def test_too_few_beats_measure_nothing():
     x, _ = _record((synth.NSR,), 0, seconds=3.0, heart_rate=60.0)  # 3 beats
     assert math.isnan(irregularity(x, 500))
-    assert np.isnan(measure.rhythm(x, 500)).all()
+    assert np.isnan(measure.record(x, 500)).all()
     with pytest.raises(ValueError, match="leads, samples"):
-        measure.rhythm(np.zeros(5000), 500)
+        measure.record(np.zeros(5000), 500)
 
 
-def _rhythm(irregularity, premature=0.0):
-    return np.column_stack(np.broadcast_arrays(irregularity, premature)).astype(float)
+def _rhythm(irregularity, premature=0.0, v1_terminal=np.nan):
+    columns = np.broadcast_arrays(irregularity, premature, v1_terminal)
+    return np.column_stack(columns).astype(float)
 
 
 def test_decide_lets_the_rhythm_decide_af_where_it_is_clear():
@@ -135,5 +144,67 @@ def test_the_simulated_premature_beats_are_measured_and_a_regular_rhythm_has_non
 
 def test_decide_takes_one_recording_and_one_rhythm():
     p = np.full(NUM_CLASSES, 0.1)
-    assert decide(p[None], 0.5, np.array([0.2, 0.0]))[0, AF_INDEX]
-    assert not decide(p[None], 0.5, np.array([0.0, 0.0]))[0, AF_INDEX]
+    assert decide(p[None], 0.5, np.array([0.2, 0.0, np.nan]))[0, AF_INDEX]
+    assert not decide(p[None], 0.5, np.array([0.0, 0.0, np.nan]))[0, AF_INDEX]
+
+
+def v1_terminal(x, fs=500):
+    return measure.record(x, fs)[measure.V1_TERMINAL]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_right_bundle_branch_block_ends_v1_on_a_late_r_and_others_do_not(seed):
+    """The simulator's complete and incomplete RBBB reach the cut-off; sinus rhythm, left
+    bundle branch block (whose V1 ends deep and negative), AF and an old left anterior
+    fascicular block do not."""
+    for code in (synth.CRBBB, synth.IRBBB):
+        assert v1_terminal(_record((code,), seed)[0]) >= measure.RBBB_V1
+    for code in (synth.NSR, synth.LBBB, synth.AF, synth.LANFB, synth.SB):
+        assert v1_terminal(_record((code,), seed)[0]) < measure.RBBB_V1
+
+
+def test_the_qrs_is_found_whole_on_a_wide_notched_beat():
+    x, _ = _record((synth.LBBB,), 0)
+    peaks = measure.beats(x, 500)
+    beat, at = measure.median_beat(x, peaks, 500)
+    onset, offset = measure.qrs_bounds(beat, at, 500)
+    assert (offset - onset) / 500 >= 0.12  # a left bundle branch block: 120 ms or more
+    x, _ = _record((synth.NSR,), 0)
+    peaks = measure.beats(x, 500)
+    beat, at = measure.median_beat(x, peaks, 500)
+    onset, offset = measure.qrs_bounds(beat, at, 500)
+    assert 0.05 <= (offset - onset) / 500 < 0.11
+
+
+def test_the_rate_does_not_change_v1s_terminal_deflection():
+    x, _ = _record((synth.CRBBB,), 1, fs=1000)
+    at_1000 = v1_terminal(x, 1000)
+    assert v1_terminal(signal.resample(x, 1000, 500), 500) == pytest.approx(at_1000, abs=0.05)
+    assert v1_terminal(signal.resample(x, 1000, 300), 300) == pytest.approx(at_1000, abs=0.05)
+
+
+def test_a_flat_v1_measures_no_terminal_deflection_but_the_rhythm_still():
+    x, _ = _record((synth.CRBBB,), 2)
+    x[measure.V1] = 0.0
+    measured = measure.record(x, 500)
+    assert math.isnan(measured[measure.V1_TERMINAL])
+    assert np.isfinite(measured[[measure.IRREGULARITY, measure.PREMATURE_BEAT]]).all()
+
+
+def test_a_late_r_in_v1_answers_complete_rbbb_where_no_right_bundle_branch_block_is():
+    cut = np.full(NUM_CLASSES, 0.5)
+    cut[IRBBB_INDEX] = 0.2
+    p = np.full((5, NUM_CLASSES), 0.05)
+    p[0, [CRBBB_INDEX, IRBBB_INDEX]] = 0.3, 0.1  # neither answered: complete
+    p[1, [CRBBB_INDEX, IRBBB_INDEX]] = 0.1, 0.3  # incomplete answered: nothing added
+    p[2, [CRBBB_INDEX, IRBBB_INDEX]] = 0.3, 0.1  # V1 ends negative: neither
+    p[3, [CRBBB_INDEX, IRBBB_INDEX]] = 0.3, 0.1  # V1 unmeasured: neither
+    p[4, [CRBBB_INDEX, IRBBB_INDEX]] = 0.6, 0.1  # complete answered by its threshold
+    late_r = _rhythm(0.02, 0.0, [0.3, 0.3, -0.4, np.nan, 0.3])
+    decided = decide(p, cut, late_r)
+    assert decided[:, CRBBB_INDEX].tolist() == [True, False, False, False, True]
+    assert decided[:, IRBBB_INDEX].tolist() == [False, True, False, False, False]
+    assert decided[2].sum() == 1 and decided[2, NORMAL_INDEX]
+    # The rule touches the two classes alone, and the answer stays the network's elsewhere.
+    others = np.delete(np.arange(NUM_CLASSES), [CRBBB_INDEX, IRBBB_INDEX, NORMAL_INDEX])
+    assert np.array_equal(decided[:, others], decide(p, cut)[:, others])

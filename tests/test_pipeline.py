@@ -126,7 +126,7 @@ def test_trained_saved_and_loaded_models_predict_identically(data, tmp_path):
     data_adc = np.asarray(loadmat(data / "test" / f"{name}.mat")["val"], dtype=np.float64)
     header_lines = (data / "test" / f"{name}.hea").read_text().splitlines(keepends=True)
     assert predict.classify(data_adc, header_lines, loaded) == loaded.answer(
-        loaded.probabilities(x)
+        loaded.probabilities(x), x
     )
     state = torch.load(tmp_path / "model" / checkpoint.CHECKPOINT_FILE, weights_only=True)
     assert state["model_config"] == config.to_dict(model_config)

@@ -49,17 +49,21 @@ def test_no_recording_gives_no_rows(predictor):
     assert predictor.probabilities_many(iter([])).shape == (0, lbl.NUM_CLASSES)
 
 
-def test_the_rhythm_rules_travel_with_the_checkpoint(smoke_model_dir, tmp_path):
-    """Training's rhythm_rules is saved and loaded; a checkpoint saved without it (before the
-    rule) decides by its thresholds alone, as it was tuned."""
+def test_the_measured_rules_travel_with_the_checkpoint(smoke_model_dir, tmp_path):
+    """Training's rhythm_rules and rbbb_rule are saved and loaded; a checkpoint saved without
+    one (before the rule) decides by its thresholds alone there, as it was tuned."""
     loaded = predict.load(smoke_model_dir, torch.device("cpu"))
-    assert loaded.rhythm_rules is True  # the default
-    old = tmp_path / "old"
-    shutil.copytree(smoke_model_dir, old)
-    state = checkpoint.read(old)
-    del state["train_config"]["rhythm_rules"]
-    checkpoint.atomic_save(state, old / checkpoint.CHECKPOINT_FILE)
-    assert predict.load(old, torch.device("cpu")).rhythm_rules is False
+    assert loaded.rhythm_rules is True and loaded.rbbb_rule is True  # the defaults
+    for key in ("rhythm_rules", "rbbb_rule"):
+        old = tmp_path / key
+        shutil.copytree(smoke_model_dir, old)
+        state = checkpoint.read(old)
+        del state["train_config"][key]
+        checkpoint.atomic_save(state, old / checkpoint.CHECKPOINT_FILE)
+        reloaded = predict.load(old, torch.device("cpu"))
+        assert getattr(reloaded, key) is False
+        other = "rbbb_rule" if key == "rhythm_rules" else "rhythm_rules"
+        assert getattr(reloaded, other) is True
 
 
 def test_the_answer_applies_the_rhythm_rules_to_the_recording(predictor):
@@ -80,8 +84,29 @@ def test_the_answer_applies_the_rhythm_rules_to_the_recording(predictor):
     assert said(ruled, sure, None)  # no recording: the threshold alone
     assert not said(predictor, nothing, af)  # the rule off: the threshold alone
     assert said(predictor, sure, regular)
-    rhythm = ruled.rhythm([af, regular])
-    assert rhythm.shape == (2, 2)
-    irregular = rhythm[:, measure.IRREGULARITY]
+    measured = ruled.measured([af, regular])
+    assert measured.shape == (2, measure.COLUMNS)
+    irregular = measured[:, measure.IRREGULARITY]
     assert irregular[0] >= measure.AF_IRREGULAR > measure.AF_REGULAR > irregular[1]
-    assert predictor.rhythm([af]) is None
+    assert predictor.measured([af]) is None
+
+
+def test_each_rule_acts_only_where_the_model_was_trained_with_it(predictor):
+    """A model with the rhythm rules and without the RBBB rule leaves a measured late R' to its
+    thresholds, and the other way round."""
+    rbbb, _ = synth.synthesize(np.random.default_rng(1), (synth.CRBBB,), 500, 10.0)
+    af, _ = synth.synthesize(np.random.default_rng(2), (synth.AF,), 500, 10.0)
+    nothing = np.zeros((2, lbl.NUM_CLASSES))
+    both = replace(predictor, rhythm_rules=True, rbbb_rule=True)
+    measured = both.measured([rbbb, af])
+    assert measured[0, measure.V1_TERMINAL] >= measure.RBBB_V1
+    block = [lbl.CRBBB_INDEX, lbl.IRBBB_INDEX]
+    assert both.decide(nothing, measured)[0, block].any()
+    assert both.decide(nothing, measured)[1, lbl.AF_INDEX]
+    rhythm_only = replace(predictor, rhythm_rules=True, rbbb_rule=False)
+    assert not rhythm_only.decide(nothing, measured)[0, block].any()
+    assert rhythm_only.decide(nothing, measured)[1, lbl.AF_INDEX]
+    rbbb_only = replace(predictor, rhythm_rules=False, rbbb_rule=True)
+    assert rbbb_only.decide(nothing, measured)[0, block].any()
+    assert not rbbb_only.decide(nothing, measured)[1, lbl.AF_INDEX]
+    assert np.isfinite(measured).all()  # deciding does not change what was measured

@@ -172,14 +172,19 @@ def test_the_data_adds_a_gallery_of_the_most_confident_mistakes(run, tmp_path):
         assert f"]({name})" in text
 
 
-def test_the_report_says_how_af_and_premature_beats_are_decided(run, tmp_path):
+def test_the_report_says_how_the_measured_rules_decide(run, tmp_path):
     model = copy_model(run["model"], tmp_path / "model")
     text = report.write_report(model).read_text()
     assert "- rhythm rules: AF by the measured RR irregularity where it is clear (never " in text
     assert "a measured premature beat answers PAC or PVC" in text
+    assert "- RBBB rule: where V1's QRS ends on a late R' (0.1 mV or more over its last 40 ms)" in (
+        text
+    )
+    assert "is answered, complete RBBB" in text
     saved = checkpoint.read(model)
     saved["train_config"]["rhythm_rules"] = False
+    saved["train_config"]["rbbb_rule"] = False
     checkpoint.atomic_save(saved, model / checkpoint.CHECKPOINT_FILE)
-    assert "- rhythm rules: AF, PAC and PVC by their thresholds alone" in (
-        report.write_report(model).read_text()
-    )
+    text = report.write_report(model).read_text()
+    assert "- rhythm rules: AF, PAC and PVC by their thresholds alone" in text
+    assert "- RBBB rule: complete and incomplete RBBB by their thresholds alone" in text
