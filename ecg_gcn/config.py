@@ -201,8 +201,9 @@ class TrainConfig:
     rhythm_rules: bool = True
     # Not in the paper: where the median beat's QRS ends in V1 on a late positive deflection
     # (R', measure.RBBB_V1) and the network answered neither complete nor incomplete right bundle
-    # branch block, complete RBBB is answered (ecg_gcn.measure). The thresholds are tuned
-    # without the rule. README, "New hospitals".
+    # branch block, complete RBBB is answered; where V1 ends on its S wave
+    # (measure.NO_R_PRIME_V1), incomplete RBBB is not (ecg_gcn.measure). The thresholds are
+    # tuned without the rule. README, "New hospitals".
     rbbb_rule: bool = True
     # Augmentation of the training batches (ecg_gcn.augment); off unless a profile sets it.
     augment: Augment = dataclasses.field(default_factory=Augment)

@@ -464,7 +464,8 @@ def _rbbb_text(training: dict) -> str:
     return (
         f"where V1's QRS ends on a late R' ({measure.RBBB_V1:g} mV or more over its last "
         f"{measure.TERMINAL_S * 1000:.0f} ms) and neither complete nor incomplete RBBB is "
-        "answered, complete RBBB"
+        f"answered, complete RBBB; never incomplete RBBB where V1 ends under "
+        f"{measure.NO_R_PRIME_V1:g} mV (on its S wave)"
     )
 
 

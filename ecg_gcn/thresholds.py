@@ -72,7 +72,8 @@ def decide(
     measured in a rhythm not that irregular, and neither PAC nor PVC is answered, the one of
     the two with the higher probability against its threshold is; where V1 ends its QRS on a
     late positive deflection (measure.RBBB_V1) and neither complete nor incomplete RBBB is
-    answered, complete RBBB is."""
+    answered, complete RBBB is; where it ends on its S wave (under measure.NO_R_PRIME_V1),
+    incomplete RBBB never is."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -86,6 +87,7 @@ def decide(
         outputs[..., AF_INDEX] |= irregular >= measure.AF_IRREGULAR
         early = (measured[..., measure.PREMATURE_BEAT] == 1) & ~(irregular >= measure.AF_IRREGULAR)
         late_r = measured[..., measure.V1_TERMINAL] >= measure.RBBB_V1
+        outputs[..., IRBBB_INDEX] &= ~(measured[..., measure.V1_TERMINAL] < measure.NO_R_PRIME_V1)
     early &= ~(outputs[..., PAC_INDEX] | outputs[..., PVC_INDEX])
     against = probabilities / np.maximum(cut, 1e-12)
     atrial = against[..., PAC_INDEX] >= against[..., PVC_INDEX]

@@ -200,7 +200,7 @@ def test_a_late_r_in_v1_answers_complete_rbbb_where_no_right_bundle_branch_block
     p[2, [CRBBB_INDEX, IRBBB_INDEX]] = 0.3, 0.1  # V1 ends negative: neither
     p[3, [CRBBB_INDEX, IRBBB_INDEX]] = 0.3, 0.1  # V1 unmeasured: neither
     p[4, [CRBBB_INDEX, IRBBB_INDEX]] = 0.6, 0.1  # complete answered by its threshold
-    late_r = _rhythm(0.02, 0.0, [0.3, 0.3, -0.4, np.nan, 0.3])
+    late_r = _rhythm(0.02, 0.0, [0.3, 0.3, -0.2, np.nan, 0.3])
     decided = decide(p, cut, late_r)
     assert decided[:, CRBBB_INDEX].tolist() == [True, False, False, False, True]
     assert decided[:, IRBBB_INDEX].tolist() == [False, True, False, False, False]
@@ -208,3 +208,18 @@ def test_a_late_r_in_v1_answers_complete_rbbb_where_no_right_bundle_branch_block
     # The rule touches the two classes alone, and the answer stays the network's elsewhere.
     others = np.delete(np.arange(NUM_CLASSES), [CRBBB_INDEX, IRBBB_INDEX, NORMAL_INDEX])
     assert np.array_equal(decided[:, others], decide(p, cut)[:, others])
+
+
+def test_v1_ending_on_its_s_wave_is_never_incomplete_rbbb():
+    p = np.full((4, NUM_CLASSES), 0.05)
+    p[:, [CRBBB_INDEX, IRBBB_INDEX]] = 0.6  # the network says both everywhere
+    v1 = _rhythm(0.02, 0.0, [-0.5, -0.2, np.nan, 0.3])
+    decided = decide(p, 0.5, v1)
+    assert decided[:, IRBBB_INDEX].tolist() == [False, True, True, True]
+    assert decided[:, CRBBB_INDEX].all()  # complete RBBB is never vetoed
+    # On the simulator's records, a normal V1 ends under the veto's cut-off; an incomplete
+    # block's never does.
+    normal = [v1_terminal(_record((synth.NSR,), seed)[0]) for seed in range(6)]
+    incomplete = [v1_terminal(_record((synth.IRBBB,), seed)[0]) for seed in range(6)]
+    assert np.mean(np.array(normal) < measure.NO_R_PRIME_V1) >= 0.5
+    assert min(incomplete) > measure.NO_R_PRIME_V1

@@ -180,7 +180,7 @@ def test_the_report_says_how_the_measured_rules_decide(run, tmp_path):
     assert "- RBBB rule: where V1's QRS ends on a late R' (0.1 mV or more over its last 40 ms)" in (
         text
     )
-    assert "is answered, complete RBBB" in text
+    assert "is answered, complete RBBB; never incomplete RBBB where V1 ends under -0.3 mV" in text
     saved = checkpoint.read(model)
     saved["train_config"]["rhythm_rules"] = False
     saved["train_config"]["rbbb_rule"] = False
