@@ -94,12 +94,18 @@ FLAT_BEAT_MV = 0.02  # a median beat that never leaves +-20 uV is a flat lead
 V1 = LEADS.index("V1")
 
 
+def _band(x: np.ndarray, fs: float, band: tuple[float, float]) -> np.ndarray:
+    # Zero-phase, its top held under Nyquist so that any rate measures. signal.bandpass refuses
+    # such a band and pads the ends for a second; the cut-offs here were read with scipy's own
+    # padding, so the measure keeps it.
+    sos = sps.butter(2, [band[0], min(band[1], 0.45 * fs)], "band", fs=fs, output="sos")
+    return sps.sosfiltfilt(sos, x, axis=-1)
+
+
 def beat_trace(x: np.ndarray, fs: float) -> np.ndarray | None:
     """One trace for the beat detector from a (leads, n) mV recording, or None when every lead
     is flat."""
-    low, high = QRS_BAND_HZ[0], min(QRS_BAND_HZ[1], 0.45 * fs)
-    sos = sps.butter(2, [low, high], "band", fs=fs, output="sos")
-    band = sps.sosfiltfilt(sos, x, axis=-1)
+    band = _band(x, fs, QRS_BAND_HZ)
     live = np.abs(band).max(axis=1) > FLAT_MV
     if not live.any():
         return None
@@ -139,9 +145,7 @@ def median_beat(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray
     peaks = peaks[(peaks >= before) & (peaks + after <= x.shape[1])]
     if len(peaks) < 2:
         return None
-    high = min(BEAT_BAND_HZ[1], 0.45 * fs)
-    sos = sps.butter(2, [BEAT_BAND_HZ[0], high], "band", fs=fs, output="sos")
-    band = sps.sosfiltfilt(sos, x, axis=-1)
+    band = _band(x, fs, BEAT_BAND_HZ)
     segments = np.stack([band[:, p - before : p + after] for p in peaks])
     return np.median(segments, axis=0), before
 

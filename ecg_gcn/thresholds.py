@@ -86,8 +86,9 @@ def decide(
         outputs[..., AF_INDEX] &= ~(irregular < measure.AF_REGULAR)
         outputs[..., AF_INDEX] |= irregular >= measure.AF_IRREGULAR
         early = (measured[..., measure.PREMATURE_BEAT] == 1) & ~(irregular >= measure.AF_IRREGULAR)
-        late_r = measured[..., measure.V1_TERMINAL] >= measure.RBBB_V1
-        outputs[..., IRBBB_INDEX] &= ~(measured[..., measure.V1_TERMINAL] < measure.NO_R_PRIME_V1)
+        v1 = measured[..., measure.V1_TERMINAL]
+        late_r = v1 >= measure.RBBB_V1
+        outputs[..., IRBBB_INDEX] &= ~(v1 < measure.NO_R_PRIME_V1)
     early &= ~(outputs[..., PAC_INDEX] | outputs[..., PVC_INDEX])
     against = probabilities / np.maximum(cut, 1e-12)
     atrial = against[..., PAC_INDEX] >= against[..., PVC_INDEX]
