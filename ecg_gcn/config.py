@@ -172,6 +172,14 @@ class TrainConfig:
     # small end (65 to 215 records) is measured. 0 turns it off. README, "New hospitals".
     synthetic_anchor: float = 0.5
     synthetic_anchor_records: int = 250
+    # Not in the paper: the anchor is the mean of this many synthetic-only networks, network k
+    # trained from `seed` + k on its own pool (`synthetic_seed` + k, `synthetic` records), for
+    # at most `synthetic_anchor_epochs` epochs (and `max_epochs`). One network's answers on a
+    # new hospital depend on its draw far more than on its length of training: leaving one
+    # database out, one 10-epoch anchor scored 0.13 to 0.44 over five seeds, three 4-epoch
+    # ones 0.33 to 0.43 for about the same training time (BENCHMARKS.md, "Round fourteen").
+    synthetic_anchors: int = 3
+    synthetic_anchor_epochs: int = 4
     # Not in the paper: an ensemble with a synthetic pool also scores this many fresh synthetic
     # records (from `synthetic_seed` + synthetic.THRESHOLD_SEED_OFFSET, none of them in the
     # pool) and tunes thresholds on them as on the real out-of-fold records. Its thresholds are
@@ -232,7 +240,14 @@ class TrainConfig:
             object.__setattr__(self, "preprocess", Preprocess.from_dict(self.preprocess))
         if not isinstance(self.preprocess, Preprocess):
             raise ValueError(f"preprocess must be a Preprocess, got {self.preprocess!r}")
-        for name in ("batch_size", "max_epochs", "members", "synthetic_anchor_records"):
+        for name in (
+            "batch_size",
+            "max_epochs",
+            "members",
+            "synthetic_anchor_records",
+            "synthetic_anchors",
+            "synthetic_anchor_epochs",
+        ):
             _check_positive_int(self, name)
         for name in (
             "lr_patience",

@@ -8,9 +8,9 @@ The 2020 Challenge was lost on new hospitals (the paper's entry: 0.627 in cross-
 - train on some databases alone (`cv --train-on CPSC`) and score each other database.
 
 Side by side, on the same held-out records: the entry's default (synthetic pre-training, then
-the real training records with synthetic ones mixed in, the pre-trained network kept as the
-ensemble's anchor), the real-only model (synthetic off),
-the synthetic-only model (no real record at all; trained once per seed), always-normal (0 by
+the real training records with synthetic ones mixed in, the synthetic-only networks kept as the
+ensemble's anchor), the real-only model (synthetic off), the synthetic-only model (those
+networks alone, no real record at all; trained once per seed), always-normal (0 by
 the metric's definition) and prevalence. Each seed draws its own synthetic pool, weights,
 crops and validation split. Per class and per held-out database: AUROC and F1 (a CSV).
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg_gcn import baseline, measure, predict, scoring, synthetic, train
+from ecg_gcn import baseline, measure, nets, predict, scoring, synthetic, train
 from ecg_gcn import config as cfg
 from ecg_gcn import labels as lbl
 from ecg_gcn.cache import Cache
@@ -166,14 +166,30 @@ class _Fold:
         )
 
     def train_synthetic_only(self, folder: Path) -> None:
-        """The synthetic-only model, the default's anchor itself (`train.fit_synthetic_only`,
-        cached with the pool), copied into `folder`."""
-        logger.warning("the synthetic-only model, %d records", len(self.pool_cache))
-        cached = train.fit_synthetic_only(
-            self.pool, self.model_config, self.config, self.device, progress=False
+        """The synthetic-only model: the default's anchors themselves
+        (`train.fit_synthetic_only`, cached with their pools), copied into `folder`/anchor-k;
+        their mean probability, at the mean of their thresholds."""
+        logger.warning(
+            "the synthetic-only model, %d networks of %d records",
+            self.config.synthetic_anchors,
+            len(self.pool_cache),
         )
-        shutil.copytree(cached, folder, dirs_exist_ok=True)
-        self.synthetic_only = predict.load(folder, self.device)
+        anchors = []
+        for k in range(self.config.synthetic_anchors):
+            cached = train.fit_synthetic_only(
+                self.pool, self.model_config, self.config, self.device, progress=False, k=k
+            )
+            shutil.copytree(cached, folder / f"anchor-{k + 1}", dirs_exist_ok=True)
+            anchors.append(predict.load(folder / f"anchor-{k + 1}", self.device))
+        self.synthetic_only = predict.Predictor(
+            nets.Ensemble([a.model for a in anchors]),
+            self.model_config,
+            np.mean([a.thresholds for a in anchors], axis=0),
+            self.config.preprocess,
+            anchors[0].device,
+            rhythm_rules=anchors[0].rhythm_rules,
+            rbbb_rule=anchors[0].rbbb_rule,
+        )
 
     def score(
         self, train_idx: np.ndarray, test_idx: np.ndarray, fold_dir: Path

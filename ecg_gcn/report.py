@@ -414,12 +414,24 @@ def _synthetic_line(saved: dict) -> str:
         + f"): {training['synthetic_pretrain_epochs']} epochs of pre-training on them alone, "
         f"then {training['synthetic_mix']:g} per real training record mixed into every epoch"
         + (
-            f"; a network trained on them alone is the ensemble's anchor, {share:.2g} of the answer"
+            f"; {_anchor_networks(saved, training)} trained on synthetic records alone "
+            f"{'is' if saved.get('anchors', 1) == 1 else 'are'} the ensemble's anchor, "
+            f"{share:.2g} of the answer"
             if (share := saved.get("anchor_share"))
             else ""
         )
         + _synthetic_thresholds_text(saved)
     )
+
+
+def _anchor_networks(saved: dict, training: dict) -> str:
+    """The anchor's networks in words: one (as checkpoints before several were saved) or
+    several, each on its own pool."""
+    n = saved.get("anchors", 1)
+    if n == 1:
+        return "a network"
+    epochs = min(training["max_epochs"], training.get("synthetic_anchor_epochs", 10**9))
+    return f"{n} networks of up to {epochs} epochs, each on its own pool of that size,"
 
 
 def _synthetic_thresholds_text(saved: dict) -> str:

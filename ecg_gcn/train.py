@@ -489,16 +489,20 @@ def fit_members(
     weights = [1.0 / k] * k
     device = summaries[0]["predictor"].device
     share = train_config.anchor_share(len(indices))
-    anchor = _anchor(synthetic, share, model_config, train_config, device, context, progress)
-    if anchor is None:
+    anchors = _anchors(synthetic, share, model_config, train_config, device, context, progress)
+    if not anchors:
         share = 0.0
     else:
         anchor_probabilities = predict.Predictor(
-            anchor, model_config, np.full(lbl.NUM_CLASSES, 0.5), train_config.preprocess, device
+            nets.Ensemble(anchors),
+            model_config,
+            np.full(lbl.NUM_CLASSES, 0.5),
+            train_config.preprocess,
+            device,
         ).probabilities_many(cache.signal(int(j)) for j in val_idx)
         probabilities = (1 - share) * probabilities + share * anchor_probabilities
-        networks.append(anchor)
-        weights = [(1 - share) / k] * k + [share]
+        networks += anchors
+        weights = [(1 - share) / k] * k + [share / len(anchors)] * len(anchors)
     ensemble = nets.Ensemble(networks, weights).eval()
     final, _ = _final_thresholds(probabilities, cache.labels[val_idx], train_config)
     final, threshold_share = _with_synthetic_thresholds(
@@ -524,6 +528,7 @@ def fit_members(
             epoch=epochs[0],
             member_epochs=epochs,
             anchor_share=share,
+            anchors=len(anchors),
             synthetic_threshold_share=threshold_share,
             firing_capped=[lbl.CLASSES[j] for j in np.flatnonzero(final > uncapped)],
             synthetic_pool=_pool_note(synthetic),
@@ -591,7 +596,7 @@ def _with_synthetic_thresholds(
 MIN_ANCHOR_SHARE = 0.01
 
 
-def _anchor(
+def _anchors(
     synthetic: SyntheticPool | None,
     share: float,
     model_config: cfg.ModelConfig,
@@ -599,13 +604,44 @@ def _anchor(
     device: torch.device,
     context: distributed.Context,
     progress: bool,
-) -> nets.ECGNet | None:
-    """The ensemble's anchor: the synthetic-only network of the pool (`fit_synthetic_only`,
-    cached), or None when there is no pool or its `share` is below MIN_ANCHOR_SHARE."""
+) -> list[nets.ECGNet]:
+    """The ensemble's anchor: the `synthetic_anchors` synthetic-only networks
+    (`fit_synthetic_only`, cached), or none when there is no pool or its `share` is below
+    MIN_ANCHOR_SHARE."""
     if synthetic is None or share < MIN_ANCHOR_SHARE:
-        return None
-    folder = fit_synthetic_only(synthetic, model_config, train_config, device, context, progress)
-    return predict.load(folder, device).model
+        return []
+    return [
+        predict.load(
+            fit_synthetic_only(synthetic, model_config, train_config, device, context, progress, k),
+            device,
+        ).model
+        for k in range(train_config.synthetic_anchors)
+    ]
+
+
+def anchor_settings(train_config: cfg.TrainConfig, k: int = 0) -> cfg.TrainConfig:
+    """How the k-th synthetic-only network trains (TrainConfig.synthetic_anchors): one network
+    on its pool alone, from seed `seed` + k, for at most `synthetic_anchor_epochs` epochs."""
+    return replace(
+        train_config,
+        synthetic=0,
+        members=1,
+        seed=train_config.seed + k,
+        synthetic_seed=train_config.synthetic_seed + k,
+        max_epochs=min(train_config.max_epochs, train_config.synthetic_anchor_epochs),
+    )
+
+
+def _pool_like(pool: SyntheticPool, settings: cfg.TrainConfig, progress: bool) -> Cache:
+    """The cached pool of as many synthetic records as `pool`, drawn from
+    `settings.synthetic_seed`, beside it (made if need be)."""
+    return synthetic.pool(
+        len(pool.indices),
+        settings.synthetic_seed,
+        preprocess=settings.preprocess,
+        root=pool.folder.parent,
+        progress=progress,
+    )
 
 
 def fit_synthetic_only(
@@ -615,22 +651,30 @@ def fit_synthetic_only(
     device: torch.device | None = None,
     context: distributed.Context | None = None,
     progress: bool = True,
+    k: int = 0,
 ) -> Path:
-    """The model folder of the network trained on the synthetic pool alone, as `fit` trains
-    one on data (`train_config` without the pool and with one member: the pool's own
-    validation part picks the epoch and tunes the thresholds). It never saw a real record: the
-    ensemble's anchor, and the protocols' synthetic-only model. Cached in the pool's folder,
-    keyed by the network's and the training's settings; made once, one process at a time."""
-    settings = replace(train_config, synthetic=0, members=1)
-    named = {k: v for k, v in cfg.to_dict(settings).items() if k not in ENSEMBLE_ONLY_KEYS}
-    folder = synthetic.folder / f"synthetic-only-{_key(model_config, named)}"
-    done = folder / "done"
+    """The model folder of the k-th network trained on synthetic records alone
+    (`anchor_settings`): network 0 on the pool `synthetic`, network k on the pool drawn from
+    `synthetic_seed` + k, of the same size (made if need be). It trains as `fit` trains one on
+    data, the pool's own validation part picking the epoch and tuning the thresholds, and
+    never sees a real record: one of the ensemble's anchors, and of the protocols'
+    synthetic-only model. Cached in its pool's folder, keyed by the network's and the
+    training's settings; made once, one process at a time."""
+    settings = anchor_settings(train_config, k)
+    named = {
+        key: value for key, value in cfg.to_dict(settings).items() if key not in ENSEMBLE_ONLY_KEYS
+    }
 
     def make() -> Path:
+        pool_folder = synthetic.folder
+        if k:
+            pool_folder = _pool_like(synthetic, settings, progress).folder
+        folder = pool_folder / f"synthetic-only-{_key(model_config, named)}"
+        done = folder / "done"
         if not done.is_file():  # absent or interrupted (`fit` resumes where it stopped)
             if progress:
-                tqdm.write("training the synthetic-only network on the pool alone")
-            pool_cache = load_cache(synthetic.folder)
+                tqdm.write(f"training synthetic-only network {k + 1} on its pool alone")
+            pool_cache = load_cache(pool_folder)
             every = np.arange(len(pool_cache))
             fit(pool_cache, every, folder, model_config, settings, device=device, progress=progress)
             done.write_text("")
@@ -968,7 +1012,12 @@ def _key(model_config: cfg.ModelConfig, settings: dict) -> str:
 
 # Settings that only an ensemble's thresholds read (fit_members): they shape no network, so
 # the synthetic-only network's cached name leaves them out.
-ENSEMBLE_ONLY_KEYS = ("firing_cap", "firing_cap_prevalence")
+ENSEMBLE_ONLY_KEYS = (
+    "firing_cap",
+    "firing_cap_prevalence",
+    "synthetic_anchors",
+    "synthetic_anchor_epochs",
+)
 
 # The settings that shape pre-training (with the model's configuration and the pool's folder).
 PRETRAIN_KEYS = (

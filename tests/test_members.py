@@ -126,8 +126,9 @@ def test_one_member_is_one_network(smoke_model_dir):
 @pytest.fixture(scope="module")
 def anchored(tmp_path_factory):
     """(folder, summary, configuration) of a 3-member smoke ensemble on 15 records with a
-    synthetic pool of 24, whose pre-trained network weighs 0.6 x 10 / 15 = 0.4 of the answer,
-    and whose thresholds are 10 / 15 those tuned on 30 fresh synthetic records."""
+    synthetic pool of 24, whose two synthetic-only networks weigh 0.6 x 10 / 15 = 0.4 of the
+    answer together, and whose thresholds are 10 / 15 those tuned on 30 fresh synthetic
+    records."""
     folder = tmp_path_factory.mktemp("anchored")
     synth.generate(folder / "train", 15, seed=6, seconds=8.0)
     model_config, train_config = config.profile("smoke")
@@ -138,6 +139,7 @@ def anchored(tmp_path_factory):
         synthetic_pretrain_epochs=1,
         synthetic_anchor=0.6,
         synthetic_anchor_records=10,
+        synthetic_anchors=2,
         synthetic_threshold_records=30,
     )
     summary = train.train(
@@ -152,32 +154,63 @@ def anchored(tmp_path_factory):
     return folder, summary, train_config
 
 
-def _synthetic_only(folder) -> predict.Predictor:
-    """The cached synthetic-only network of the `anchored` fixture's pool."""
-    (path,) = (folder / "caches").glob("synthetic-*/synthetic-only-*")
-    return predict.load(path, CPU)
+def _anchor_folders(folder) -> list:
+    """The cached synthetic-only networks of the `anchored` fixture: one per pool (seeds 0
+    and 1), in that order."""
+    return [
+        path
+        for seed in (0, 1)
+        for path in (folder / "caches").glob(f"synthetic-*-n24-seed{seed}/synthetic-only-*")
+    ]
 
 
-def test_the_synthetic_only_network_joins_the_ensemble_at_its_weight(anchored):
+def _synthetic_only(folder, signals) -> np.ndarray:
+    """The mean probability of the `anchored` fixture's synthetic-only networks."""
+    anchors = [predict.load(path, CPU) for path in _anchor_folders(folder)]
+    assert len(anchors) == 2
+    return np.mean([a.probabilities_many(signals) for a in anchors], axis=0)
+
+
+def test_the_synthetic_only_networks_join_the_ensemble_at_their_weight(anchored):
     folder, summary, _ = anchored
     loaded = predict.load(folder / "model", CPU)
-    assert isinstance(loaded.model, nets.Ensemble) and len(loaded.model.members) == 4
-    np.testing.assert_allclose(loaded.model.weights.numpy(), [0.2, 0.2, 0.2, 0.4], atol=1e-6)
+    assert isinstance(loaded.model, nets.Ensemble) and len(loaded.model.members) == 5
+    np.testing.assert_allclose(
+        loaded.model.weights.numpy(), [0.2, 0.2, 0.2, 0.2, 0.2], atol=1e-6
+    )
     cache = load_cache(folder / "caches" / "data")
     signals = [cache.signal(i) for i in range(5)]
     members = [predict.load(folder / "model" / f"member-{i}", CPU) for i in (1, 2, 3)]
     fine_tuned = np.mean([m.probabilities_many(signals) for m in members], axis=0)
-    anchor = _synthetic_only(folder).probabilities_many(signals)
+    anchor = _synthetic_only(folder, signals)
     expected = 0.6 * fine_tuned + 0.4 * anchor
     np.testing.assert_allclose(loaded.probabilities_many(signals), expected, atol=1e-5)
     np.testing.assert_allclose(
         summary["predictor"].probabilities_many(signals), expected, atol=1e-5
     )
-    # The anchor is the synthetic-only network itself, not a copy that fine-tuning moved.
+    # The anchor is the synthetic-only networks themselves, not copies that fine-tuning moved.
     assert not np.allclose(anchor, fine_tuned, atol=1e-3)
-    assert checkpoint.read(folder / "model")["anchor_share"] == pytest.approx(0.4)
+    saved = checkpoint.read(folder / "model")
+    assert saved["anchor_share"] == pytest.approx(0.4) and saved["anchors"] == 2
     text = report.write_report(folder / "model").read_text()
-    assert "a network trained on them alone is the ensemble's anchor, 0.4 of the answer" in text
+    assert (
+        "2 networks of up to 2 epochs, each on its own pool of that size, trained on synthetic "
+        "records alone are the ensemble's anchor, 0.4 of the answer" in text
+    )
+
+
+def test_each_synthetic_only_network_has_its_own_pool_seed_and_length(anchored):
+    folder, _, train_config = anchored
+    first, second = (checkpoint.read(path) for path in _anchor_folders(folder))
+    assert (first["train_config"]["seed"], second["train_config"]["seed"]) == (0, 1)
+    assert first["train_config"]["synthetic_seed"] == 0
+    assert second["train_config"]["synthetic_seed"] == 1
+    assert first["train_config"]["max_epochs"] == 2  # the smoke profile's, below the anchors' 4
+    longer = dataclasses.replace(train_config, max_epochs=50)
+    assert train.anchor_settings(longer, 2).max_epochs == train_config.synthetic_anchor_epochs
+    assert train.anchor_settings(longer, 2).seed == 2
+    pools = [load_cache(path.parent) for path in _anchor_folders(folder)]
+    assert not np.array_equal(pools[0].signal(0), pools[1].signal(0))
 
 
 def test_the_anchor_keeps_its_share_on_small_data_and_gives_it_up_on_large():
@@ -203,7 +236,7 @@ def test_the_anchored_thresholds_mix_out_of_fold_and_fresh_synthetic_tuning(anch
             for j, x in zip(val["indices"], signals, strict=True)
         ]
     )
-    anchor = _synthetic_only(folder).probabilities_many(signals)
+    anchor = _synthetic_only(folder, signals)
     np.testing.assert_allclose(val["probabilities"], 0.6 * own + 0.4 * anchor, atol=1e-5)
 
     def tuned(probabilities, labels):
@@ -262,16 +295,16 @@ def test_no_anchor_when_it_weighs_next_to_nothing_or_there_is_no_pool(anchored):
     _, pool = train.with_pool(data, pool_cache)
     model_config, context = config.profile("smoke")[0], distributed.Context()
 
-    def anchor(pool, n_records):
-        share = train_config.anchor_share(n_records)
-        return train._anchor(pool, share, model_config, train_config, CPU, context, False)
+    def anchors(pool, n_records, settings=train_config):
+        share = settings.anchor_share(n_records)
+        return train._anchors(pool, share, model_config, settings, CPU, context, False)
 
-    assert isinstance(anchor(pool, 15), nets.ECGNet)
-    assert anchor(None, 15) is None
+    made = anchors(pool, 15)
+    assert len(made) == 2 and all(isinstance(a, nets.ECGNet) for a in made)
+    assert anchors(None, 15) == []
     # 0.6 x 10 / 1,000 = 0.006 of the answer: left out, and its training with it.
-    assert anchor(pool, 1000) is None
-    off = dataclasses.replace(train_config, synthetic_anchor=0.0)
-    assert train._anchor(pool, off.anchor_share(15), model_config, off, CPU, context, False) is None
+    assert anchors(pool, 1000) == []
+    assert anchors(pool, 15, dataclasses.replace(train_config, synthetic_anchor=0.0)) == []
 
 
 def test_the_synthetic_only_network_saw_the_pool_alone_and_is_made_once(anchored):
@@ -337,3 +370,10 @@ def test_the_firing_cap_settings_are_checked(name, value):
     with pytest.raises(ValueError, match=name):
         config.TrainConfig(**{name: value})
     assert config.TrainConfig(firing_cap=0.0).firing_cap == 0.0  # off
+
+
+@pytest.mark.parametrize("name", ["synthetic_anchors", "synthetic_anchor_epochs"])
+@pytest.mark.parametrize("value", [0, 1.5, True])
+def test_the_anchor_networks_and_their_epochs_are_positive_counts(name, value):
+    with pytest.raises(ValueError, match=name):
+        config.TrainConfig(**{name: value})
