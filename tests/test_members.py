@@ -175,9 +175,7 @@ def test_the_synthetic_only_networks_join_the_ensemble_at_their_weight(anchored)
     folder, summary, _ = anchored
     loaded = predict.load(folder / "model", CPU)
     assert isinstance(loaded.model, nets.Ensemble) and len(loaded.model.members) == 5
-    np.testing.assert_allclose(
-        loaded.model.weights.numpy(), [0.2, 0.2, 0.2, 0.2, 0.2], atol=1e-6
-    )
+    np.testing.assert_allclose(loaded.model.weights.numpy(), [0.2, 0.2, 0.2, 0.2, 0.2], atol=1e-6)
     cache = load_cache(folder / "caches" / "data")
     signals = [cache.signal(i) for i in range(5)]
     members = [predict.load(folder / "model" / f"member-{i}", CPU) for i in (1, 2, 3)]
