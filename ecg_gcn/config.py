@@ -175,11 +175,12 @@ class TrainConfig:
     # Not in the paper: the anchor is the mean of this many synthetic-only networks, network k
     # trained from `seed` + k on its own pool (`synthetic_seed` + k, `synthetic` records), for
     # at most `synthetic_anchor_epochs` epochs (and `max_epochs`). One network's answers on a
-    # new hospital depend on its draw far more than on its length of training: leaving one
-    # database out, one 10-epoch anchor scored 0.13 to 0.44 over five seeds, three 4-epoch
-    # ones 0.33 to 0.43 for about the same training time (BENCHMARKS.md, "Round fourteen").
-    synthetic_anchors: int = 3
-    synthetic_anchor_epochs: int = 4
+    # new hospital depend on its draw far more than on its length of training; three 4-epoch
+    # networks (about the same training time as one of 10) narrowed the spread between seeds
+    # but did not raise the mean, and lowered it from CPSC alone (BENCHMARKS.md, "Round
+    # fourteen"), so the default stays one network trained to its best epoch.
+    synthetic_anchors: int = 1
+    synthetic_anchor_epochs: int = 10
     # Not in the paper: an ensemble with a synthetic pool also scores this many fresh synthetic
     # records (from `synthetic_seed` + synthetic.THRESHOLD_SEED_OFFSET, none of them in the
     # pool) and tunes thresholds on them as on the real out-of-fold records. Its thresholds are

@@ -414,7 +414,7 @@ def _synthetic_line(saved: dict) -> str:
         + f"): {training['synthetic_pretrain_epochs']} epochs of pre-training on them alone, "
         f"then {training['synthetic_mix']:g} per real training record mixed into every epoch"
         + (
-            f"; {_anchor_networks(saved, training)} trained on synthetic records alone "
+            f"; {_anchor_networks(saved, training)} "
             f"{'is' if saved.get('anchors', 1) == 1 else 'are'} the ensemble's anchor, "
             f"{share:.2g} of the answer"
             if (share := saved.get("anchor_share"))
@@ -429,9 +429,12 @@ def _anchor_networks(saved: dict, training: dict) -> str:
     several, each on its own pool."""
     n = saved.get("anchors", 1)
     if n == 1:
-        return "a network"
+        return "a network trained on them alone"
     epochs = min(training["max_epochs"], training.get("synthetic_anchor_epochs", 10**9))
-    return f"{n} networks of up to {epochs} epochs, each on its own pool of that size,"
+    return (
+        f"{n} networks trained on synthetic records alone (up to {epochs} epochs, each on a "
+        "pool of its own)"
+    )
 
 
 def _synthetic_thresholds_text(saved: dict) -> str:

@@ -192,8 +192,8 @@ def test_the_synthetic_only_networks_join_the_ensemble_at_their_weight(anchored)
     assert saved["anchor_share"] == pytest.approx(0.4) and saved["anchors"] == 2
     text = report.write_report(folder / "model").read_text()
     assert (
-        "2 networks of up to 2 epochs, each on its own pool of that size, trained on synthetic "
-        "records alone are the ensemble's anchor, 0.4 of the answer" in text
+        "2 networks trained on synthetic records alone (up to 2 epochs, each on a pool of its "
+        "own) are the ensemble's anchor, 0.4 of the answer" in text
     )
 
 
@@ -203,7 +203,7 @@ def test_each_synthetic_only_network_has_its_own_pool_seed_and_length(anchored):
     assert (first["train_config"]["seed"], second["train_config"]["seed"]) == (0, 1)
     assert first["train_config"]["synthetic_seed"] == 0
     assert second["train_config"]["synthetic_seed"] == 1
-    assert first["train_config"]["max_epochs"] == 2  # the smoke profile's, below the anchors' 4
+    assert first["train_config"]["max_epochs"] == 2  # the smoke profile's, below the anchors'
     longer = dataclasses.replace(train_config, max_epochs=50)
     assert train.anchor_settings(longer, 2).max_epochs == train_config.synthetic_anchor_epochs
     assert train.anchor_settings(longer, 2).seed == 2
@@ -375,3 +375,12 @@ def test_the_firing_cap_settings_are_checked(name, value):
 def test_the_anchor_networks_and_their_epochs_are_positive_counts(name, value):
     with pytest.raises(ValueError, match=name):
         config.TrainConfig(**{name: value})
+
+
+def test_the_default_anchor_is_one_network_trained_as_the_data_would_be():
+    """One anchor, trained as `fit` trains on data (to `max_epochs` and its best epoch), so a
+    cached synthetic-only network of a single-anchor configuration keeps its name."""
+    settings = config.profile("quick")[1]
+    assert settings.synthetic_anchors == 1
+    first = train.anchor_settings(settings)
+    assert first == dataclasses.replace(settings, synthetic=0, members=1)

@@ -188,3 +188,30 @@ def test_the_report_says_how_the_measured_rules_decide(run, tmp_path):
     text = report.write_report(model).read_text()
     assert "- rhythm rules: AF, PAC and PVC by their thresholds alone" in text
     assert "- RBBB rule: complete and incomplete RBBB by their thresholds alone" in text
+
+
+@pytest.mark.parametrize(
+    ("anchors", "words"),
+    [
+        (None, "; a network trained on them alone is the ensemble's anchor, 0.5 of the answer"),
+        (
+            3,
+            "; 3 networks trained on synthetic records alone (up to 4 epochs, each on a pool of "
+            "its own) are the ensemble's anchor, 0.5 of the answer",
+        ),
+    ],
+)
+def test_the_report_counts_the_anchor_networks(anchors, words):
+    """A checkpoint from before several anchors (no count) had one network."""
+    training = {
+        "synthetic": 6000,
+        "synthetic_seed": 0,
+        "synthetic_pretrain_epochs": 6,
+        "synthetic_mix": 1.0,
+        "max_epochs": 10,
+        "synthetic_anchor_epochs": 4,
+    }
+    saved = {"train_config": training, "anchor_share": 0.5}
+    if anchors is not None:
+        saved["anchors"] = anchors
+    assert words in report._synthetic_line(saved)
