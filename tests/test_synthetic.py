@@ -231,7 +231,7 @@ def test_the_protocol_scores_every_model_beside_the_baselines(tmp_path):
     assert {r["records"] for r in one_set if r["protocol"] == "leave one out"} == {14}
     assert {r["records"] for r in one_set if r["protocol"] == "trained on CPSC"} == {6}
     # One synthetic-only model per seed scores every fold.
-    assert len(list((tmp_path / "work").glob("seed*/synthetic-only/model.pt"))) == 2
+    assert len(list((tmp_path / "work").glob("seed*/synthetic-only/anchor-1/model.pt"))) == 2
     # It is the network an ensemble of the same pool takes as its anchor, cached with the pool.
     assert len(list((tmp_path / "root").glob("synthetic-*/synthetic-only-*/done"))) == 2
     saved = np.load(
