@@ -430,7 +430,8 @@ def _anchor_networks(saved: dict, training: dict) -> str:
     n = saved.get("anchors", 1)
     if n == 1:
         return "a network trained on them alone"
-    epochs = min(training["max_epochs"], training.get("synthetic_anchor_epochs", 10**9))
+    # Saved with the count: a checkpoint with several anchors has the setting.
+    epochs = min(training["max_epochs"], training["synthetic_anchor_epochs"])
     return (
         f"{n} networks trained on synthetic records alone (up to {epochs} epochs, each on a "
         "pool of its own)"

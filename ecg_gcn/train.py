@@ -1010,8 +1010,9 @@ def _key(model_config: cfg.ModelConfig, settings: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-# Settings that only an ensemble's thresholds read (fit_members): they shape no network, so
-# the synthetic-only network's cached name leaves them out.
+# Settings that only an ensemble reads (fit_members: its thresholds' cap, how many anchor
+# networks; an anchor's epochs reach it as `max_epochs`): they shape no single network, so the
+# synthetic-only network's cached name leaves them out.
 ENSEMBLE_ONLY_KEYS = (
     "firing_cap",
     "firing_cap_prevalence",
