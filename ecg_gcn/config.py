@@ -181,6 +181,20 @@ class TrainConfig:
     # fourteen"), so the default stays one network trained to its best epoch.
     synthetic_anchors: int = 1
     synthetic_anchor_epochs: int = 10
+    # Not in the paper: with True, the members start from the first synthetic-only network
+    # (`fit_synthetic_only`, the anchor's network 0) instead of a pre-training of their own
+    # (`synthetic_pretrain_epochs` is then unused): one training on the pool serves both, which
+    # halves the time spent on it. Only with a synthetic pool and a share of anchor.
+    pretrain_from_anchor: bool = False
+    # Not in the paper: the model is the mean of this many replicas of the whole training, each
+    # with its own pool, networks and thresholds: replica r trains from `seed` + r on the pool of
+    # `synthetic_seed` + r, exactly as one model would, and the model averages the replicas'
+    # probabilities (each replica's networks at its weights over `replicas`) at the mean of
+    # their thresholds. On a new hospital one model's answers depend on its draw; averaging
+    # several draws steadies them (BENCHMARKS.md, "Round fifteen"). It costs `replicas` times
+    # the training. With several anchor networks too, their pools would overlap the replicas':
+    # one or the other.
+    replicas: int = 1
     # Not in the paper: an ensemble with a synthetic pool also scores this many fresh synthetic
     # records (from `synthetic_seed` + synthetic.THRESHOLD_SEED_OFFSET, none of them in the
     # pool) and tunes thresholds on them as on the real out-of-fold records. Its thresholds are
@@ -248,8 +262,14 @@ class TrainConfig:
             "synthetic_anchor_records",
             "synthetic_anchors",
             "synthetic_anchor_epochs",
+            "replicas",
         ):
             _check_positive_int(self, name)
+        if self.replicas > 1 and self.synthetic_anchors > 1:
+            raise ValueError(
+                f"replicas ({self.replicas}) and synthetic_anchors ({self.synthetic_anchors}) "
+                "are two ways to average draws, and their pools would overlap: set one of them"
+            )
         for name in (
             "lr_patience",
             "early_stop_patience",
@@ -266,6 +286,7 @@ class TrainConfig:
             "mask_unlabelled",
             "rhythm_rules",
             "rbbb_rule",
+            "pretrain_from_anchor",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -74,7 +74,8 @@ def evaluate_fold(
     synthetic: train.SyntheticPool | None = None,
 ) -> dict[str, dict]:
     """Scores on `test_idx` of a model fitted on `train_idx` (and the synthetic pool, when
-    given), and of the two baselines."""
+    given), and of the two baselines. One replica: TrainConfig.replicas, which needs a pool
+    of its own per replica, is for training and the new-hospital protocols."""
     summary = train.fit_members(
         cache,
         train_idx,
@@ -193,10 +194,12 @@ def ablation(
     of 0.5. Every row trains one network (`members` 1) and decides without the measured rules."""
     rows, table = [], []
     # One network per row, deciding by its thresholds alone, as the paper's: the rows compare
-    # architectures and the synthetic records, not the entry's ensemble (TrainConfig.members)
-    # or its measured rules (TrainConfig.rhythm_rules and rbbb_rule, measured by the
+    # architectures and the synthetic records, not the entry's ensemble (TrainConfig.members,
+    # replicas) or its measured rules (TrainConfig.rhythm_rules and rbbb_rule, measured by the
     # new-hospital protocols).
-    train_config = dataclasses.replace(train_config, members=1, rhythm_rules=False, rbbb_rule=False)
+    train_config = dataclasses.replace(
+        train_config, members=1, replicas=1, rhythm_rules=False, rbbb_rule=False
+    )
     real_only = dataclasses.replace(train_config, synthetic=0)
     runs = [(name, *row, real_only, name) for name, row in PAPER_TABLE_1.items()]
     if synthetic is not None:

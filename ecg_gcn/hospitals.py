@@ -114,7 +114,7 @@ def run(
     for seed in seeds:
         config = dataclasses.replace(train_config, seed=seed, synthetic_seed=seed, synthetic=n_pool)
         pool_cache = synthetic.pool(n_pool, seed, preprocess=config.preprocess, root=cache_root)
-        fold = _Fold(cache, pool_cache, model_config, config, models, device)
+        fold = _Fold(cache, pool_cache, model_config, config, models, device, cache_root)
         if "synthetic only" in models:
             fold.train_synthetic_only(work_dir / f"seed{seed}" / "synthetic-only")
         for protocol, plan in plans.items():
@@ -146,9 +146,11 @@ class _Fold:
         config: cfg.TrainConfig,
         models: tuple[str, ...],
         device: torch.device | None,
+        pool_root: str | Path | None = None,
     ) -> None:
         self.cache, self.pool_cache, self.models, self.device = cache, pool_cache, models, device
-        self.combined, self.pool = train.with_pool(cache, pool_cache)
+        self.pool_root = pool_root
+        self.pool = train.with_pool(cache, pool_cache)[1]
         self.model_config, self.config = model_config, config
         self.real_only = dataclasses.replace(config, synthetic=0)
         self.synthetic_only = None
@@ -169,18 +171,29 @@ class _Fold:
         """The synthetic-only model: the default's anchors themselves
         (`train.fit_synthetic_only`, cached with their pools), copied into `folder`/anchor-k;
         their mean probability, at the mean of their thresholds."""
+        count = self.config.replicas * self.config.synthetic_anchors
         logger.warning(
-            "the synthetic-only model, %d networks of %d records",
-            self.config.synthetic_anchors,
-            len(self.pool_cache),
+            "the synthetic-only model, %d networks of %d records", count, len(self.pool_cache)
         )
         anchors = []
-        for k in range(self.config.synthetic_anchors):
-            cached = train.fit_synthetic_only(
-                self.pool, self.model_config, self.config, self.device, progress=False, k=k
-            )
-            shutil.copytree(cached, folder / f"anchor-{k + 1}", dirs_exist_ok=True)
-            anchors.append(predict.load(folder / f"anchor-{k + 1}", self.device))
+        for r in range(self.config.replicas):
+            settings = train.replica_settings(self.config, r)
+            pool = self.pool
+            if r:
+                pool_cache = synthetic.pool(
+                    len(self.pool_cache),
+                    settings.synthetic_seed,
+                    preprocess=settings.preprocess,
+                    root=self.pool_root,
+                )
+                pool = train.with_pool(self.cache, pool_cache)[1]
+            for k in range(settings.synthetic_anchors):
+                cached = train.fit_synthetic_only(
+                    pool, self.model_config, settings, self.device, progress=False, k=k
+                )
+                target = folder / f"anchor-{len(anchors) + 1}"
+                shutil.copytree(cached, target, dirs_exist_ok=True)
+                anchors.append(predict.load(target, self.device))
         self.synthetic_only = predict.Predictor(
             nets.Ensemble([a.model for a in anchors]),
             self.model_config,
@@ -198,8 +211,15 @@ class _Fold:
         and validation predictions (what threshold studies need) go under `fold_dir`."""
         fitted = {}
         if "default" in self.models:
-            fitted["default"] = self._fit(
-                self.combined, train_idx, fold_dir / "default", self.config, synthetic=self.pool
+            fitted["default"] = train.fit_replicas(
+                self.cache,
+                train_idx,
+                fold_dir / "default",
+                self.model_config,
+                self.config,
+                pool_root=self.pool_root,
+                device=self.device,
+                progress=False,
             )
         if "real only" in self.models:
             fitted["real only"] = self._fit(

@@ -282,8 +282,17 @@ def write_report(
         raise ValueError("the outputs can only be scored against labels: give labels_dir too")
     _require(model_dir / checkpoint.CHECKPOINT_FILE)
     saved = checkpoint.read(model_dir)
+    described = model_dir
+    if saved.get("replicas"):  # TrainConfig.replicas: replica 1 tells how each was trained
+        described = model_dir / "replica-1"
+        saved = {
+            **checkpoint.read(described),
+            "replicas": saved["replicas"],
+            "thresholds": saved["thresholds"],
+            "train_config": saved["train_config"],
+        }
     # An ensemble's learning curves and gallery are its first member's (TrainConfig.members).
-    first = model_dir / "member-1" if "member_epochs" in saved else model_dir
+    first = described / "member-1" if "member_epochs" in saved else described
     history = read_history(_require(first / checkpoint.HISTORY_FILE))
     out = model_dir / checkpoint.REPORT_FOLDER
     out.mkdir(exist_ok=True)
@@ -312,7 +321,7 @@ def write_report(
     if data_dir is not None:
         images += _gallery(first, data_dir, out)
 
-    markdown = _markdown(model_dir, saved, history, best, images, scores, baseline)
+    markdown = _markdown(model_dir, described, saved, history, best, images, scores, baseline)
     path = out / MARKDOWN_FILE
     path.write_text(markdown)
     return path
@@ -411,7 +420,7 @@ def _synthetic_line(saved: dict) -> str:
     return (
         f"a pool of {training['synthetic']} (seed {training['synthetic_seed']}"
         + (f", `{pool['folder']}`" if pool else "")
-        + f"): {training['synthetic_pretrain_epochs']} epochs of pre-training on them alone, "
+        + f"): {_pretraining_text(training)}, "
         f"then {training['synthetic_mix']:g} per real training record mixed into every epoch"
         + (
             f"; {_anchor_networks(saved, training)} "
@@ -422,6 +431,12 @@ def _synthetic_line(saved: dict) -> str:
         )
         + _synthetic_thresholds_text(saved)
     )
+
+
+def _pretraining_text(training: dict) -> str:
+    if training.get("pretrain_from_anchor"):
+        return "the members start from the first network trained on them alone"
+    return f"{training['synthetic_pretrain_epochs']} epochs of pre-training on them alone"
 
 
 def _anchor_networks(saved: dict, training: dict) -> str:
@@ -436,6 +451,18 @@ def _anchor_networks(saved: dict, training: dict) -> str:
         f"{n} networks trained on synthetic records alone (up to {epochs} epochs, each on a "
         "pool of its own)"
     )
+
+
+def _replicas_lines(saved: dict) -> list[str]:
+    """TrainConfig.replicas in words, or nothing for one model."""
+    n = saved.get("replicas")
+    if not n:
+        return []
+    return [
+        f"- replicas: {n}, replica r trained from seed + r on the pool of synthetic_seed + r; "
+        "the answer is their mean probability at the mean of their thresholds (below: how "
+        "replica 1 was trained)"
+    ]
 
 
 def _synthetic_thresholds_text(saved: dict) -> str:
@@ -495,6 +522,7 @@ def _preprocessing_text(saved: dict) -> str:
 
 def _markdown(
     model_dir: Path,
+    described: Path,
     saved: dict,
     history: dict[str, np.ndarray],
     best: int,
@@ -521,7 +549,8 @@ def _markdown(
         f"- training: Adam lr {training['lr']:g}, batch {training['batch_size']}, "
         f"up to {training['max_epochs']} epochs, {_preprocessing_text(saved)}, "
         f"thresholds tuned {training['threshold_mode']}",
-        f"- data: {_split_counts(model_dir)}",
+        f"- data: {_split_counts(described)}",
+        *_replicas_lines(saved),
         f"- synthetic records: {_synthetic_line(saved)}",
         f"- saved epoch: {saved.get('epoch', '?')} of {len(history['epoch'])} run",
         f"- thresholds: {thresholds.min():.3f} to {thresholds.max():.3f} "

@@ -146,32 +146,157 @@ def train(
                 "diagnosis on its #Dx line (the codes of dx_mapping_scored.csv); nothing to "
                 "learn from"
             )
-        indices = np.arange(len(cache))
-        pool = None
-        if train_config.synthetic:
-            root = Path(cache_dir).parent if cache_dir else None
-            pool_cache = distributed.in_turn(
-                lambda: synthetic.pool(
-                    train_config.synthetic,
-                    train_config.synthetic_seed,
-                    preprocess=train_config.preprocess,
-                    root=root,
-                    progress=progress,
-                ),
-                context,
-            )
-            cache, pool = with_pool(cache, pool_cache)
-        return fit_members(
+        return fit_replicas(
             cache,
-            indices,
+            np.arange(len(cache)),
             model_dir,
             model_config,
             train_config,
-            synthetic=pool,
+            pool_root=Path(cache_dir).parent if cache_dir else None,
             device=device,
             context=context,
             progress=progress,
         )
+
+
+def replica_settings(train_config: cfg.TrainConfig, r: int) -> cfg.TrainConfig:
+    """How replica r of the model trains (TrainConfig.replicas): as one model would, from
+    `seed` + r on the pool of `synthetic_seed` + r."""
+    return replace(
+        train_config,
+        seed=train_config.seed + r,
+        synthetic_seed=train_config.synthetic_seed + r,
+        replicas=1,
+    )
+
+
+def fit_replicas(
+    cache: Cache,
+    indices: np.ndarray,
+    model_dir: str | Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    *,
+    pool_root: str | Path | None = None,
+    device: torch.device | None = None,
+    context: distributed.Context | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fit the model of `train_config` on the real records `indices` of `cache`: with a
+    synthetic pool (made and cached under `pool_root`), `fit_members` on the records and the
+    pool; with `replicas` > 1, replica r so into `model_dir`/replica-r (`replica_settings`),
+    and the model is their mean (TrainConfig.replicas), saved in `model_dir`/model.pt.
+    Returns `fit_members`' summary; with replicas, "validation" holds the records every
+    replica validated, at the mean of their probabilities."""
+    context = context or distributed.Context()
+    model_dir = Path(model_dir)
+    count = train_config.replicas
+    summaries = []
+    for r in range(count):
+        settings = replica_settings(train_config, r)
+        data, pool = cache, None
+        if settings.synthetic:
+            pool_cache = distributed.in_turn(
+                lambda settings=settings: synthetic.pool(
+                    settings.synthetic,
+                    settings.synthetic_seed,
+                    preprocess=settings.preprocess,
+                    root=pool_root,
+                    progress=progress,
+                ),
+                context,
+            )
+            data, pool = with_pool(cache, pool_cache)
+        if progress and count > 1:
+            tqdm.write(f"replica {r + 1} of {count}")
+        summaries.append(
+            fit_members(
+                data,
+                indices,
+                model_dir if count == 1 else model_dir / f"replica-{r + 1}",
+                model_config,
+                settings,
+                synthetic=pool,
+                device=device,
+                context=context,
+                progress=progress,
+            )
+        )
+    if count == 1:
+        return summaries[0]
+    return _mean_of_replicas(
+        summaries, cache.labels, model_dir, model_config, train_config, context
+    )
+
+
+def _positions(indices: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where each of `wanted` stands in `indices` (every one of them is there)."""
+    order = np.argsort(indices)
+    return order[np.searchsorted(indices, wanted, sorter=order)]
+
+
+def _mean_of_replicas(
+    summaries: list[dict],
+    labels: np.ndarray,
+    model_dir: Path,
+    model_config: cfg.ModelConfig,
+    train_config: cfg.TrainConfig,
+    context: distributed.Context,
+) -> dict:
+    """The model that averages the replicas' `summaries`: every replica's networks in one
+    Ensemble, at their weights over the replicas' count, and the mean of their thresholds;
+    saved in `model_dir`."""
+    networks, weights = [], []
+    for summary in summaries:
+        model = summary["predictor"].model
+        parts = list(model.members) if isinstance(model, nets.Ensemble) else [model]
+        shares = model.weights.tolist() if isinstance(model, nets.Ensemble) else [1.0]
+        networks += parts
+        weights += [w / len(summaries) for w in shares]
+    ensemble = nets.Ensemble(networks, weights).eval()
+    final = np.mean([s["thresholds"] for s in summaries], axis=0)
+    # Out of fold for every replica: the records each of them validated, probabilities averaged.
+    common = summaries[0]["validation"]["indices"]
+    for summary in summaries[1:]:
+        common = np.intersect1d(common, summary["validation"]["indices"])
+    probabilities = np.mean(
+        [
+            s["validation"]["probabilities"][_positions(s["validation"]["indices"], common)]
+            for s in summaries
+        ],
+        axis=0,
+    )
+    score = scoring.challenge_metric(labels[common], thresholds.decide(probabilities, final))
+    epochs = [int(s["epoch"]) for s in summaries]
+    if context.is_main:
+        checkpoint.save(
+            model_dir / checkpoint.CHECKPOINT_FILE,
+            ensemble,
+            model_config,
+            train_config,
+            final,
+            epoch=epochs[0],
+            replica_epochs=epochs,
+            replicas=len(summaries),
+        )
+    first = summaries[0]["predictor"]
+    predictor = predict.Predictor(
+        ensemble,
+        model_config,
+        final,
+        train_config.preprocess,
+        first.device,
+        rhythm_rules=train_config.rhythm_rules,
+        rbbb_rule=train_config.rbbb_rule,
+    )
+    return {
+        "epoch": epochs[0],
+        "replica_epochs": epochs,
+        "challenge_metric": score,
+        "thresholds": final,
+        "validation": {"indices": common, "probabilities": probabilities},
+        "predictor": predictor,
+    }
 
 
 def with_pool(cache: Cache, pool_cache: Cache) -> tuple[Cache, SyntheticPool]:
@@ -809,11 +934,20 @@ def _initial_model(
     graph_labels = cache.labels[np.concatenate([train_idx, pool])]
     adjacency = graph.adjacency(graph_labels, model_config.tau, model_config.p)
     model = nets.build_model(model_config, adjacency).to(device)
-    if synthetic is None or not train_config.synthetic_pretrain_epochs:
+    if synthetic is None:
         return model, False
-    pretrained = distributed.in_turn(  # made by one process at a time: the first caches it
-        lambda: pretrain(cache, synthetic, model_config, train_config, device, progress), context
-    )
+    if train_config.pretrain_from_anchor:
+        folder = fit_synthetic_only(
+            synthetic, model_config, train_config, device, context, progress
+        )
+        pretrained = checkpoint.read(folder)["state_dict"]
+    elif train_config.synthetic_pretrain_epochs:
+        pretrained = distributed.in_turn(  # made by one process at a time: the first caches it
+            lambda: pretrain(cache, synthetic, model_config, train_config, device, progress),
+            context,
+        )
+    else:
+        return model, False
     model.load_state_dict(
         {k: v for k, v in pretrained.items() if not k.endswith("adjacency")}, strict=False
     )
@@ -1011,13 +1145,16 @@ def _key(model_config: cfg.ModelConfig, settings: dict) -> str:
 
 
 # Settings that only an ensemble reads (fit_members: its thresholds' cap, how many anchor
-# networks; an anchor's epochs reach it as `max_epochs`): they shape no single network, so the
-# synthetic-only network's cached name leaves them out.
+# networks, whether its members start from the anchor; fit_replicas: how many replicas; an
+# anchor's epochs reach it as `max_epochs`): they shape no synthetic-only network, so its
+# cached name leaves them out.
 ENSEMBLE_ONLY_KEYS = (
     "firing_cap",
     "firing_cap_prevalence",
     "synthetic_anchors",
     "synthetic_anchor_epochs",
+    "pretrain_from_anchor",
+    "replicas",
 )
 
 # The settings that shape pre-training (with the model's configuration and the pool's folder).

@@ -249,6 +249,35 @@ def test_the_protocol_scores_every_model_beside_the_baselines(tmp_path):
     assert all(t.splitlines()[-1].startswith(f"{hospitals.ONE_SET:>14}") for t in tables)
 
 
+def test_the_protocol_trains_every_replica_and_scores_their_anchors(tmp_path):
+    folder = tmp_path / "data"
+    _records(folder, "A", [[synth.NSR], [synth.AF], [synth.IAVB], [synth.RAD]] * 2, seed=1)
+    _records(folder, "E", [[synth.NSR], [synth.AF], [synth.SB]] * 2, seed=2)
+    cache = build_cache(folder, tmp_path / "cache", n_jobs=1, progress=False)
+    settings = dataclasses.replace(SMOKE, max_epochs=1, members=2, replicas=2)
+    hospitals.run(
+        cache,
+        tmp_path / "work",
+        config.profile("smoke")[0],
+        settings,
+        seeds=[3],
+        protocols=(["CPSC"],),
+        min_records=6,
+        cache_root=tmp_path / "root",
+        device=CPU,
+        models=("default", "synthetic only"),
+    )
+    seed = tmp_path / "work" / "seed3"
+    # The synthetic-only model: each replica's anchor, from its own pool.
+    anchors = [checkpoint.read(seed / "synthetic-only" / f"anchor-{k}") for k in (1, 2)]
+    assert [a["train_config"]["synthetic_seed"] for a in anchors] == [3, 4]
+    assert not (seed / "synthetic-only" / "anchor-3").exists()
+    default = seed / "trained-on-CPSC" / "Georgia" / "default"
+    assert checkpoint.read(default)["replicas"] == 2
+    replicas = [checkpoint.read(default / f"replica-{r}") for r in (1, 2)]
+    assert [r["train_config"]["synthetic_seed"] for r in replicas] == [3, 4]
+
+
 def test_the_ablation_shows_the_synthetic_records_as_a_row_of_their_own(tmp_path):
     folder = tmp_path / "data"
     synth.generate(folder, 12, seed=4, seconds=6.0)
