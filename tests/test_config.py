@@ -141,10 +141,21 @@ def test_profiles():
     assert train.max_epochs < 20 and train.preprocess.window <= 9000
     with pytest.raises(ValueError, match="paper, quick, smoke, demo"):
         config.profile("fast")
-    # The demo is the quick profile with one network; the others default to five members.
+    # The demo is the quick profile with one network, one replica and its own pre-training;
+    # the others default to five members, and quick to three replicas whose members start from
+    # a shorter anchor.
     demo_model, demo_train = config.profile("demo")
-    assert demo_model == model and demo_train == dataclasses.replace(train, members=1)
+    assert demo_model == model
+    assert demo_train == dataclasses.replace(
+        train,
+        members=1,
+        replicas=1,
+        pretrain_from_anchor=False,
+        synthetic_anchor_epochs=TrainConfig().synthetic_anchor_epochs,
+    )
     assert train.members == TrainConfig().members == 5
+    assert train.replicas == 3 and train.pretrain_from_anchor
+    assert TrainConfig().replicas == 1 and not TrainConfig().pretrain_from_anchor
 
 
 def test_profile_from_the_environment():

@@ -380,7 +380,7 @@ def test_the_anchor_networks_and_their_epochs_are_positive_counts(name, value):
 def test_the_default_anchor_is_one_network_trained_as_the_data_would_be():
     """One anchor, trained as `fit` trains on data (to `max_epochs` and its best epoch), so a
     cached synthetic-only network of a single-anchor configuration keeps its name."""
-    settings = config.profile("quick")[1]
+    settings = config.profile("demo")[1]
     assert settings.synthetic_anchors == 1
     first = train.anchor_settings(settings)
     assert first == dataclasses.replace(settings, synthetic=0, members=1)
