@@ -195,10 +195,10 @@ def ablation(
     rows, table = [], []
     # One network per row, deciding by its thresholds alone, as the paper's: the rows compare
     # architectures and the synthetic records, not the entry's ensemble (TrainConfig.members,
-    # replicas) or its measured rules (TrainConfig.rhythm_rules and rbbb_rule, measured by the
-    # new-hospital protocols).
+    # replicas) or its measured rules (TrainConfig.rhythm_rules, rbbb_rule and veto_rules,
+    # measured by the new-hospital protocols).
     train_config = dataclasses.replace(
-        train_config, members=1, replicas=1, rhythm_rules=False, rbbb_rule=False
+        train_config, members=1, replicas=1, rhythm_rules=False, rbbb_rule=False, veto_rules=False
     )
     real_only = dataclasses.replace(train_config, synthetic=0)
     runs = [(name, *row, real_only, name) for name, row in PAPER_TABLE_1.items()]

@@ -202,6 +202,7 @@ class _Fold:
             anchors[0].device,
             rhythm_rules=anchors[0].rhythm_rules,
             rbbb_rule=anchors[0].rbbb_rule,
+            veto_rules=anchors[0].veto_rules,
         )
 
     def score(

@@ -77,9 +77,11 @@ PAUSE = 1.15  # ...and a premature beat when the next RR is more than this many 
 MIN_BEATS = 6  # fewer beats than this measure nothing (5 RR intervals, 4 differences)
 RBBB_V1 = 0.1  # mV: V1's last 40 ms of QRS at least this high is a right bundle branch block
 NO_R_PRIME_V1 = -0.3  # mV: this low, V1 ends on its S wave: no incomplete RBBB
+NARROW_QRS_S = 0.09  # a QRS measured under this is narrow: no nonspecific IVCD
+STEADY_RR_S = 0.08  # RR intervals spread over less than this (10th to 90th percentile): no SA
 # The columns of `record`'s answer.
-IRREGULARITY, PREMATURE_BEAT, V1_TERMINAL = 0, 1, 2
-COLUMNS = 3
+IRREGULARITY, PREMATURE_BEAT, V1_TERMINAL, QRS_DURATION, RR_SPREAD = 0, 1, 2, 3, 4
+COLUMNS = 5
 FLAT_MV = 0.01  # a lead whose QRS-band trace never leaves +-10 uV is flat (or absent)
 QRS_BAND_HZ = (5.0, 25.0)
 # The median beat: this stretch around each detected beat, band-passed to keep its shape.
@@ -175,17 +177,26 @@ def qrs_bounds(beat: np.ndarray, at: int, fs: float) -> tuple[int, int] | None:
     return onset, offset
 
 
+def _qrs(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray, int, int] | None:
+    """(median beat, QRS onset, QRS offset), or None without a median beat or a QRS."""
+    median = median_beat(x, peaks, fs)
+    if median is None:
+        return None
+    beat, at = median
+    bounds = qrs_bounds(beat, at, fs)
+    return None if bounds is None else (beat, *bounds)
+
+
 def v1_terminal(x: np.ndarray, peaks: np.ndarray, fs: float) -> float:
     """mV: the mean of V1's last TERMINAL_S of QRS on the median beat, above V1's level just
     before the QRS; NaN without a median beat, a QRS or a live V1."""
-    median = median_beat(x, peaks, fs)
-    if median is None:
+    return _v1_terminal(_qrs(x, peaks, fs), fs)
+
+
+def _v1_terminal(qrs: tuple[np.ndarray, int, int] | None, fs: float) -> float:
+    if qrs is None or np.abs(qrs[0][V1]).max() <= FLAT_BEAT_MV:
         return math.nan
-    beat, at = median
-    bounds = qrs_bounds(beat, at, fs)
-    if bounds is None or np.abs(beat[V1]).max() <= FLAT_BEAT_MV:
-        return math.nan
-    onset, offset = bounds
+    beat, onset, offset = qrs
     level = beat[V1, max(0, onset - round(0.02 * fs)) : onset + 1].mean()
     return float(beat[V1, max(onset, offset - round(TERMINAL_S * fs)) : offset + 1].mean() - level)
 
@@ -193,8 +204,9 @@ def v1_terminal(x: np.ndarray, peaks: np.ndarray, fs: float) -> float:
 def record(x: np.ndarray, fs: float) -> np.ndarray:
     """(COLUMNS,) of a (leads, n) mV recording at `fs` Hz: [IRREGULARITY] the median
     |successive RR difference| over the median RR, [PREMATURE_BEAT] 1.0 where a premature beat
-    is measured, else 0.0, [V1_TERMINAL] `v1_terminal`; all NaN with fewer than MIN_BEATS
-    beats."""
+    is measured, else 0.0, [V1_TERMINAL] `v1_terminal`, [QRS_DURATION] s, the median beat's
+    QRS (`qrs_bounds`; NaN without one), [RR_SPREAD] s, the 10th to 90th percentile of the RR
+    intervals; all NaN with fewer than MIN_BEATS beats."""
     x = _finite(x)
     peaks = _beats(x, fs)
     measured = np.full(COLUMNS, math.nan)
@@ -205,7 +217,12 @@ def record(x: np.ndarray, fs: float) -> np.ndarray:
     early = (rr[:-1] < PREMATURE * median) & (rr[1:] > PAUSE * rr[:-1])
     measured[IRREGULARITY] = np.median(np.abs(np.diff(rr))) / median
     measured[PREMATURE_BEAT] = float(early.any())
-    measured[V1_TERMINAL] = v1_terminal(x, peaks, fs)
+    low, high = np.percentile(rr, [10, 90])
+    measured[RR_SPREAD] = high - low
+    qrs = _qrs(x, peaks, fs)
+    measured[V1_TERMINAL] = _v1_terminal(qrs, fs)
+    if qrs is not None:
+        measured[QRS_DURATION] = (qrs[2] - qrs[1]) / fs
     return measured
 
 

@@ -41,9 +41,11 @@ class Predictor:
     device: torch.device
     # The measured beats decide where they are clear (ecg_gcn.measure): the rhythm AF and
     # premature beats (training's `rhythm_rules`), V1's late R' a right bundle branch block
-    # (`rbbb_rule`); saved with the checkpoint, each off for a checkpoint without it.
+    # (`rbbb_rule`), and the vetoes of classes whose defining measure is absent (`veto_rules`);
+    # saved with the checkpoint, each off for a checkpoint without it.
     rhythm_rules: bool = False
     rbbb_rule: bool = False
+    veto_rules: bool = False
 
     @torch.inference_mode()
     def probabilities_many(self, signals: Iterable[np.ndarray]) -> np.ndarray:
@@ -91,7 +93,7 @@ class Predictor:
         """(N, measure.COLUMNS) measured beats of N preprocessed recordings
         (`measure.records`), which `decide` needs for the rules; None when this model decides
         without them."""
-        if not (self.rhythm_rules or self.rbbb_rule):
+        if not (self.rhythm_rules or self.rbbb_rule or self.veto_rules):
             return None
         return measure.records(signals, self.preprocess.fs)
 
@@ -104,6 +106,8 @@ class Predictor:
                 measured[..., [measure.IRREGULARITY, measure.PREMATURE_BEAT]] = np.nan
             if not self.rbbb_rule:
                 measured[..., measure.V1_TERMINAL] = np.nan
+            if not self.veto_rules:
+                measured[..., [measure.QRS_DURATION, measure.RR_SPREAD]] = np.nan
         return thr.decide(probabilities, self.thresholds, measured)
 
     def answer(
@@ -139,6 +143,7 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         device=device,
         rhythm_rules=isinstance(training, dict) and training.get("rhythm_rules") is True,
         rbbb_rule=isinstance(training, dict) and training.get("rbbb_rule") is True,
+        veto_rules=isinstance(training, dict) and training.get("veto_rules") is True,
     )
 
 

@@ -512,6 +512,17 @@ def _rbbb_text(training: dict) -> str:
     )
 
 
+def _veto_text(training: dict) -> str:
+    if not training.get("veto_rules"):
+        return "none: NSIVCB, SA, PAC and PVC by their thresholds alone"
+    return (
+        f"no NSIVCB on a QRS under {measure.NARROW_QRS_S * 1000:.0f} ms; no SA on RR "
+        f"intervals spread over less than {measure.STEADY_RR_S * 1000:.0f} ms (10th to 90th "
+        f"percentile); no PAC or PVC on a regular rhythm (under {measure.AF_REGULAR:g}) "
+        "without a measured premature beat"
+    )
+
+
 def _preprocessing_text(saved: dict) -> str:
     settings = saved["preprocessing"]
     band = settings["band"]
@@ -557,6 +568,7 @@ def _markdown(
         f"(median {np.median(thresholds):.3f}){_firing_cap_text(saved)}",
         f"- rhythm rules: {_rhythm_text(training)}",
         f"- RBBB rule: {_rbbb_text(training)}",
+        f"- vetoes: {_veto_text(training)}",
         "",
         "## Validation (history.csv)",
         "",

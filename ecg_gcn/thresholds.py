@@ -26,8 +26,10 @@ from ecg_gcn.labels import (
     CRBBB_INDEX,
     IRBBB_INDEX,
     NORMAL_INDEX,
+    NSIVCB_INDEX,
     PAC_INDEX,
     PVC_INDEX,
+    SA_INDEX,
 )
 from ecg_gcn.scoring import ChallengeMetric
 
@@ -73,7 +75,10 @@ def decide(
     the two with the higher probability against its threshold is; where V1 ends its QRS on a
     late positive deflection (measure.RBBB_V1) and neither complete nor incomplete RBBB is
     answered, complete RBBB is; where it ends on its S wave (under measure.NO_R_PRIME_V1),
-    incomplete RBBB never is."""
+    incomplete RBBB never is. The vetoes: no nonspecific intraventricular conduction delay on
+    a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR intervals that spread
+    over less than measure.STEADY_RR_S; where the RR spread is measured, neither PAC nor PVC
+    on a regular rhythm (under measure.AF_REGULAR) without a measured premature beat."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -89,6 +94,14 @@ def decide(
         v1 = measured[..., measure.V1_TERMINAL]
         late_r = v1 >= measure.RBBB_V1
         outputs[..., IRBBB_INDEX] &= ~(v1 < measure.NO_R_PRIME_V1)
+        outputs[..., NSIVCB_INDEX] &= ~(measured[..., measure.QRS_DURATION] < measure.NARROW_QRS_S)
+        spread = measured[..., measure.RR_SPREAD]
+        outputs[..., SA_INDEX] &= ~(spread < measure.STEADY_RR_S)
+        # The spread's presence marks the vetoes on (a NaN column is a rule turned off).
+        quiet = (spread >= 0) & (measured[..., measure.PREMATURE_BEAT] == 0)
+        quiet &= irregular < measure.AF_REGULAR
+    outputs[..., PAC_INDEX] &= ~quiet
+    outputs[..., PVC_INDEX] &= ~quiet
     early &= ~(outputs[..., PAC_INDEX] | outputs[..., PVC_INDEX])
     against = probabilities / np.maximum(cut, 1e-12)
     atrial = against[..., PAC_INDEX] >= against[..., PVC_INDEX]

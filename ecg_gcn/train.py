@@ -288,6 +288,7 @@ def _mean_of_replicas(
         first.device,
         rhythm_rules=train_config.rhythm_rules,
         rbbb_rule=train_config.rbbb_rule,
+        veto_rules=train_config.veto_rules,
     )
     return {
         "epoch": epochs[0],
@@ -502,6 +503,7 @@ class _Fitting:
         self.predictor.thresholds = summary["thresholds"]
         self.predictor.rhythm_rules = self.train_config.rhythm_rules
         self.predictor.rbbb_rule = self.train_config.rbbb_rule
+        self.predictor.veto_rules = self.train_config.veto_rules
         model.eval()
         return {**summary, "predictor": self.predictor}
 
@@ -672,6 +674,7 @@ def fit_members(
         device,
         rhythm_rules=train_config.rhythm_rules,
         rbbb_rule=train_config.rbbb_rule,
+        veto_rules=train_config.veto_rules,
     )
     return {
         "epoch": epochs[0],

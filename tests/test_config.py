@@ -121,6 +121,7 @@ def test_bad_model_values_are_refused(field, value):
         ("augment", "strong"),
         ("rhythm_rules", 1),
         ("rbbb_rule", "yes"),
+        ("veto_rules", "no"),
     ],
 )
 def test_bad_train_values_are_refused(field, value):

@@ -13,9 +13,11 @@ from ecg_gcn.labels import (
     CRBBB_INDEX,
     IRBBB_INDEX,
     NORMAL_INDEX,
+    NSIVCB_INDEX,
     NUM_CLASSES,
     PAC_INDEX,
     PVC_INDEX,
+    SA_INDEX,
 )
 from ecg_gcn.thresholds import decide
 
@@ -90,8 +92,8 @@ def test_too_few_beats_measure_nothing():
         measure.record(np.zeros(5000), 500)
 
 
-def _rhythm(irregularity, premature=0.0, v1_terminal=np.nan):
-    columns = np.broadcast_arrays(irregularity, premature, v1_terminal)
+def _rhythm(irregularity, premature=0.0, v1_terminal=np.nan, qrs=np.nan, spread=np.nan):
+    columns = np.broadcast_arrays(irregularity, premature, v1_terminal, qrs, spread)
     return np.column_stack(columns).astype(float)
 
 
@@ -144,8 +146,9 @@ def test_the_simulated_premature_beats_are_measured_and_a_regular_rhythm_has_non
 
 def test_decide_takes_one_recording_and_one_rhythm():
     p = np.full(NUM_CLASSES, 0.1)
-    assert decide(p[None], 0.5, np.array([0.2, 0.0, np.nan]))[0, AF_INDEX]
-    assert not decide(p[None], 0.5, np.array([0.0, 0.0, np.nan]))[0, AF_INDEX]
+    unmeasured = [np.nan] * (measure.COLUMNS - 2)
+    assert decide(p[None], 0.5, np.array([0.2, 0.0, *unmeasured]))[0, AF_INDEX]
+    assert not decide(p[None], 0.5, np.array([0.0, 0.0, *unmeasured]))[0, AF_INDEX]
 
 
 def v1_terminal(x, fs=500):
@@ -223,3 +226,67 @@ def test_v1_ending_on_its_s_wave_is_never_incomplete_rbbb():
     incomplete = [v1_terminal(_record((synth.IRBBB,), seed)[0]) for seed in range(6)]
     assert np.mean(np.array(normal) < measure.NO_R_PRIME_V1) >= 0.5
     assert min(incomplete) > measure.NO_R_PRIME_V1
+
+
+def qrs_duration(x, fs=500):
+    return measure.record(x, fs)[measure.QRS_DURATION]
+
+
+def rr_spread(x, fs=500):
+    return measure.record(x, fs)[measure.RR_SPREAD]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_wide_qrs_measures_wide_and_a_normal_one_narrow(seed):
+    """The simulator's conduction blocks, nonspecific ones included, measure over the cut-off
+    that vetoes NSIVCB; a normal QRS under it."""
+    for code in (synth.NSIVCB, synth.LBBB, synth.CRBBB):
+        assert qrs_duration(_record((code,), seed)[0]) >= measure.NARROW_QRS_S
+    for code in (synth.NSR, synth.SB, synth.STACH):
+        assert qrs_duration(_record((code,), seed)[0]) < 0.11
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sinus_arrhythmia_spreads_its_rr_intervals_and_a_steady_rhythm_does_not(seed):
+    assert rr_spread(_record((synth.SA,), seed)[0]) >= measure.STEADY_RR_S
+    for code in (synth.NSR, synth.SB, synth.STACH):
+        assert rr_spread(_record((code,), seed)[0]) < measure.STEADY_RR_S
+
+
+def test_the_rate_does_not_change_the_qrs_or_the_rr_spread():
+    x, _ = _record((synth.LBBB,), 0, fs=1000)
+    y, _ = _record((synth.SA,), 1, fs=1000)
+    for rate in (500, 300):
+        assert qrs_duration(signal.resample(x, 1000, rate), rate) == pytest.approx(
+            qrs_duration(x, 1000), abs=0.01
+        )
+        assert rr_spread(signal.resample(y, 1000, rate), rate) == pytest.approx(
+            rr_spread(y, 1000), abs=0.01
+        )
+
+
+def test_the_vetoes_strike_a_class_whose_defining_measure_is_absent():
+    p = np.full((6, NUM_CLASSES), 0.05)
+    p[:, [NSIVCB_INDEX, SA_INDEX, PAC_INDEX, PVC_INDEX]] = 0.9  # the network says all four
+    measured = _rhythm(
+        irregularity=[0.02, 0.02, 0.02, 0.2, 0.02, np.nan],
+        premature=[0, 0, 1, 0, 0, np.nan],
+        qrs=[0.07, 0.12, 0.07, 0.07, np.nan, np.nan],
+        spread=[0.02, 0.2, 0.02, 0.3, np.nan, np.nan],
+    )
+    decided = decide(p, 0.5, measured)
+    # A narrow QRS: no NSIVCB; a wide or unmeasured one: the threshold.
+    assert decided[:, NSIVCB_INDEX].tolist() == [False, True, False, False, True, True]
+    # A steady rhythm: no sinus arrhythmia; a spread or unmeasured one: the threshold.
+    assert decided[:, SA_INDEX].tolist() == [False, True, False, True, True, True]
+    # Regular, measured and no premature beat: neither PAC nor PVC. A premature beat, an
+    # irregular rhythm or no measure of the spread leave them to the thresholds.
+    for index in (PAC_INDEX, PVC_INDEX):
+        assert decided[:, index].tolist() == [False, False, True, True, True, True]
+    # Every other class is left as the thresholds answered it.
+    struck = [NSIVCB_INDEX, SA_INDEX, PAC_INDEX, PVC_INDEX, AF_INDEX, NORMAL_INDEX]
+    others = np.delete(np.arange(NUM_CLASSES), struck)
+    q = np.random.default_rng(0).random((6, NUM_CLASSES))
+    assert np.array_equal(decide(q, 0.5, measured)[:, others], decide(q, 0.5)[:, others])
+    # All four struck: sinus rhythm alone.
+    assert decided[0].sum() == 1 and decided[0, NORMAL_INDEX]

@@ -50,11 +50,13 @@ def test_no_recording_gives_no_rows(predictor):
 
 
 def test_the_measured_rules_travel_with_the_checkpoint(smoke_model_dir, tmp_path):
-    """Training's rhythm_rules and rbbb_rule are saved and loaded; a checkpoint saved without
-    one (before the rule) decides by its thresholds alone there, as it was tuned."""
+    """Training's rhythm_rules, rbbb_rule and veto_rules are saved and loaded; a checkpoint
+    saved without one (before the rule) decides by its thresholds alone there, as it was
+    tuned."""
     loaded = predict.load(smoke_model_dir, torch.device("cpu"))
-    assert loaded.rhythm_rules is True and loaded.rbbb_rule is True  # the defaults
-    for key in ("rhythm_rules", "rbbb_rule"):
+    rules = ("rhythm_rules", "rbbb_rule", "veto_rules")
+    assert all(getattr(loaded, key) is True for key in rules)  # the defaults
+    for key in rules:
         old = tmp_path / key
         shutil.copytree(smoke_model_dir, old)
         state = checkpoint.read(old)
@@ -62,8 +64,7 @@ def test_the_measured_rules_travel_with_the_checkpoint(smoke_model_dir, tmp_path
         checkpoint.atomic_save(state, old / checkpoint.CHECKPOINT_FILE)
         reloaded = predict.load(old, torch.device("cpu"))
         assert getattr(reloaded, key) is False
-        other = "rbbb_rule" if key == "rhythm_rules" else "rhythm_rules"
-        assert getattr(reloaded, other) is True
+        assert all(getattr(reloaded, other) is True for other in rules if other != key)
 
 
 def test_the_answer_applies_the_rhythm_rules_to_the_recording(predictor):
@@ -110,3 +111,19 @@ def test_each_rule_acts_only_where_the_model_was_trained_with_it(predictor):
     assert rbbb_only.decide(nothing, measured)[0, block].any()
     assert not rbbb_only.decide(nothing, measured)[1, lbl.AF_INDEX]
     assert np.isfinite(measured).all()  # deciding does not change what was measured
+
+
+def test_the_vetoes_act_only_where_the_model_was_trained_with_them(predictor):
+    """A steady sinus rhythm with a narrow QRS: NSIVCB, SA, PAC and PVC are struck with the
+    vetoes, left to the thresholds without them."""
+    regular, _ = synth.synthesize(np.random.default_rng(3), (synth.NSR,), 500, 10.0)
+    sure = np.zeros((1, lbl.NUM_CLASSES))
+    struck = [lbl.NSIVCB_INDEX, lbl.SA_INDEX, lbl.PAC_INDEX, lbl.PVC_INDEX]
+    sure[0, struck] = 1.0
+    vetoing = replace(predictor, rhythm_rules=True, veto_rules=True)
+    measured = vetoing.measured([regular])
+    assert not vetoing.decide(sure, measured)[0, struck].any()
+    assert vetoing.decide(sure, measured)[0, lbl.NORMAL_INDEX]
+    without = replace(predictor, rhythm_rules=True, veto_rules=False)
+    assert without.decide(sure, measured)[0, struck].all()
+    assert replace(predictor, veto_rules=True).measured([regular]) is not None
