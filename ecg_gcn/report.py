@@ -518,8 +518,8 @@ def _veto_text(training: dict) -> str:
     return (
         f"no NSIVCB on a QRS under {measure.NARROW_QRS_S * 1000:.0f} ms; no SA on RR "
         f"intervals spread over less than {measure.STEADY_RR_S * 1000:.0f} ms (10th to 90th "
-        f"percentile); no PAC or PVC on a regular rhythm (under {measure.AF_REGULAR:g}) "
-        "without a measured premature beat"
+        f"percentile); no PAC or PVC without a measured premature beat in a rhythm under "
+        f"{measure.AF_IRREGULAR:g}"
     )
 
 

@@ -78,7 +78,7 @@ def decide(
     incomplete RBBB never is. The vetoes: no nonspecific intraventricular conduction delay on
     a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR intervals that spread
     over less than measure.STEADY_RR_S; where the RR spread is measured, neither PAC nor PVC
-    on a regular rhythm (under measure.AF_REGULAR) without a measured premature beat."""
+    without a measured premature beat in a rhythm under measure.AF_IRREGULAR."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -99,7 +99,7 @@ def decide(
         outputs[..., SA_INDEX] &= ~(spread < measure.STEADY_RR_S)
         # The spread's presence marks the vetoes on (a NaN column is a rule turned off).
         quiet = (spread >= 0) & (measured[..., measure.PREMATURE_BEAT] == 0)
-        quiet &= irregular < measure.AF_REGULAR
+        quiet &= irregular < measure.AF_IRREGULAR
     outputs[..., PAC_INDEX] &= ~quiet
     outputs[..., PVC_INDEX] &= ~quiet
     early &= ~(outputs[..., PAC_INDEX] | outputs[..., PVC_INDEX])

@@ -269,7 +269,7 @@ def test_the_vetoes_strike_a_class_whose_defining_measure_is_absent():
     p = np.full((6, NUM_CLASSES), 0.05)
     p[:, [NSIVCB_INDEX, SA_INDEX, PAC_INDEX, PVC_INDEX]] = 0.9  # the network says all four
     measured = _rhythm(
-        irregularity=[0.02, 0.02, 0.02, 0.2, 0.02, np.nan],
+        irregularity=[0.02, 0.07, 0.02, 0.2, 0.02, np.nan],
         premature=[0, 0, 1, 0, 0, np.nan],
         qrs=[0.07, 0.12, 0.07, 0.07, np.nan, np.nan],
         spread=[0.02, 0.2, 0.02, 0.3, np.nan, np.nan],
@@ -279,8 +279,9 @@ def test_the_vetoes_strike_a_class_whose_defining_measure_is_absent():
     assert decided[:, NSIVCB_INDEX].tolist() == [False, True, False, False, True, True]
     # A steady rhythm: no sinus arrhythmia; a spread or unmeasured one: the threshold.
     assert decided[:, SA_INDEX].tolist() == [False, True, False, True, True, True]
-    # Regular, measured and no premature beat: neither PAC nor PVC. A premature beat, an
-    # irregular rhythm or no measure of the spread leave them to the thresholds.
+    # No premature beat measured in a rhythm under AF's irregularity: neither PAC nor PVC. A
+    # premature beat, an AF-irregular rhythm or no measure of the spread leave them to the
+    # thresholds.
     for index in (PAC_INDEX, PVC_INDEX):
         assert decided[:, index].tolist() == [False, False, True, True, True, True]
     # Every other class is left as the thresholds answered it.
