@@ -320,8 +320,8 @@ def run(
         per_long = driver_seconds(predictor, tmp / "long", long_names) * 1e3
         batched = per_long / predict.WINDOW_BATCH
         # The same records with the measured rules, as a trained entry answers (rhythm_rules,
-        # rbbb_rule): the beats are found and measured besides the network.
-        ruled = replace(predictor, rhythm_rules=True, rbbb_rule=True)
+        # rbbb_rule, veto_rules): the beats are found and measured besides the network.
+        ruled = replace(predictor, rhythm_rules=True, rbbb_rule=True, veto_rules=True)
         short_ruled = driver_seconds(ruled, data, names[:20]) * 1e3
         rows.append(Row("matrix product 2048^2", f"{gemm:.0f} GFLOP/s", "float32"))
         rows.append(

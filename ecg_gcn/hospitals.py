@@ -200,9 +200,7 @@ class _Fold:
             np.mean([a.thresholds for a in anchors], axis=0),
             self.config.preprocess,
             anchors[0].device,
-            rhythm_rules=anchors[0].rhythm_rules,
-            rbbb_rule=anchors[0].rbbb_rule,
-            veto_rules=anchors[0].veto_rules,
+            **predict.rule_flags(anchors[0]),
         )
 
     def score(

@@ -194,8 +194,9 @@ def qrs_bounds(beat: np.ndarray, at: int, fs: float) -> tuple[int, int] | None:
     return onset, offset
 
 
-def _qrs(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray, int, int] | None:
-    """(median beat, QRS onset, QRS offset), or None without a median beat or a QRS."""
+def median_qrs(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray, int, int] | None:
+    """(median beat, QRS onset, QRS offset) of the beats at `peaks`, or None without a median
+    beat or a QRS."""
     median = median_beat(x, peaks, fs)
     if median is None:
         return None
@@ -204,13 +205,9 @@ def _qrs(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray, int, 
     return None if bounds is None else (beat, *bounds)
 
 
-def v1_terminal(x: np.ndarray, peaks: np.ndarray, fs: float) -> float:
-    """mV: the mean of V1's last TERMINAL_S of QRS on the median beat, above V1's level just
-    before the QRS; NaN without a median beat, a QRS or a live V1."""
-    return _v1_terminal(_qrs(x, peaks, fs), fs)
-
-
-def _v1_terminal(qrs: tuple[np.ndarray, int, int] | None, fs: float) -> float:
+def v1_terminal(qrs: tuple[np.ndarray, int, int] | None, fs: float) -> float:
+    """mV: the mean of V1's last TERMINAL_S of QRS on a `median_qrs` beat, above V1's level
+    just before the QRS; NaN without a median beat, a QRS or a live V1."""
     if qrs is None or np.abs(qrs[0][V1]).max() <= FLAT_BEAT_MV:
         return math.nan
     beat, onset, offset = qrs
@@ -236,8 +233,8 @@ def record(x: np.ndarray, fs: float) -> np.ndarray:
     measured[PREMATURE_BEAT] = float(early.any())
     low, high = np.percentile(rr, [10, 90])
     measured[RR_SPREAD] = high - low
-    qrs = _qrs(x, peaks, fs)
-    measured[V1_TERMINAL] = _v1_terminal(qrs, fs)
+    qrs = median_qrs(x, peaks, fs)
+    measured[V1_TERMINAL] = v1_terminal(qrs, fs)
     if qrs is not None:
         measured[QRS_DURATION] = (qrs[2] - qrs[1]) / fs
     return measured

@@ -11,7 +11,7 @@ recording into a false positive.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,22 @@ logger = logging.getLogger(__name__)
 
 # Windows per forward pass at inference: a 30-minute record is 100 windows of 18 s.
 WINDOW_BATCH = 16
+
+# Training's switches of the measured rules (TrainConfig), each with the columns of
+# `measure.record` it reads: a rule off is its columns set to NaN, which decide nothing.
+RULE_COLUMNS: dict[str, tuple[int, ...]] = {
+    "rhythm_rules": (measure.IRREGULARITY, measure.PREMATURE_BEAT),
+    "rbbb_rule": (measure.V1_TERMINAL,),
+    "veto_rules": (measure.QRS_DURATION, measure.RR_SPREAD),
+}
+
+
+def rule_flags(source: object) -> dict[str, bool]:
+    """The measured rules' switches of a TrainConfig or Predictor, or of a checkpoint's saved
+    train_config (a dict: a switch it lacks, saved before its rule, is off)."""
+    if isinstance(source, Mapping):
+        return {name: source.get(name) is True for name in RULE_COLUMNS}
+    return {name: getattr(source, name) for name in RULE_COLUMNS}
 
 
 @dataclass
@@ -93,7 +109,7 @@ class Predictor:
         """(N, measure.COLUMNS) measured beats of N preprocessed recordings
         (`measure.records`), which `decide` needs for the rules; None when this model decides
         without them."""
-        if not (self.rhythm_rules or self.rbbb_rule or self.veto_rules):
+        if not any(rule_flags(self).values()):
             return None
         return measure.records(signals, self.preprocess.fs)
 
@@ -102,12 +118,9 @@ class Predictor:
         the rules this model was trained with (None decides by the thresholds alone)."""
         if measured is not None:
             measured = np.array(measured, dtype=np.float64)  # a copy: the rules off are NaN
-            if not self.rhythm_rules:
-                measured[..., [measure.IRREGULARITY, measure.PREMATURE_BEAT]] = np.nan
-            if not self.rbbb_rule:
-                measured[..., measure.V1_TERMINAL] = np.nan
-            if not self.veto_rules:
-                measured[..., [measure.QRS_DURATION, measure.RR_SPREAD]] = np.nan
+            for name, on in rule_flags(self).items():
+                if not on:
+                    measured[..., list(RULE_COLUMNS[name])] = np.nan
         return thr.decide(probabilities, self.thresholds, measured)
 
     def answer(
@@ -141,9 +154,7 @@ def load(model_dir: str | Path, device: torch.device | None = None) -> Predictor
         thresholds=thresholds,
         preprocess=preprocess,
         device=device,
-        rhythm_rules=isinstance(training, dict) and training.get("rhythm_rules") is True,
-        rbbb_rule=isinstance(training, dict) and training.get("rbbb_rule") is True,
-        veto_rules=isinstance(training, dict) and training.get("veto_rules") is True,
+        **rule_flags(training if isinstance(training, dict) else {}),
     )
 
 

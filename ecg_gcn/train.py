@@ -286,9 +286,7 @@ def _mean_of_replicas(
         final,
         train_config.preprocess,
         first.device,
-        rhythm_rules=train_config.rhythm_rules,
-        rbbb_rule=train_config.rbbb_rule,
-        veto_rules=train_config.veto_rules,
+        **predict.rule_flags(train_config),
     )
     return {
         "epoch": epochs[0],
@@ -501,9 +499,8 @@ class _Fitting:
             summary, state = distributed.broadcast((summary, state), context)
             model.load_state_dict(state)
         self.predictor.thresholds = summary["thresholds"]
-        self.predictor.rhythm_rules = self.train_config.rhythm_rules
-        self.predictor.rbbb_rule = self.train_config.rbbb_rule
-        self.predictor.veto_rules = self.train_config.veto_rules
+        for name, on in predict.rule_flags(self.train_config).items():
+            setattr(self.predictor, name, on)
         model.eval()
         return {**summary, "predictor": self.predictor}
 
@@ -672,9 +669,7 @@ def fit_members(
         final,
         train_config.preprocess,
         device,
-        rhythm_rules=train_config.rhythm_rules,
-        rbbb_rule=train_config.rbbb_rule,
-        veto_rules=train_config.veto_rules,
+        **predict.rule_flags(train_config),
     )
     return {
         "epoch": epochs[0],
