@@ -508,7 +508,8 @@ def _rbbb_text(training: dict) -> str:
         f"where V1's QRS ends on a late R' ({measure.RBBB_V1:g} mV or more over its last "
         f"{measure.TERMINAL_S * 1000:.0f} ms) and neither complete nor incomplete RBBB is "
         f"answered, complete RBBB; never incomplete RBBB where V1 ends under "
-        f"{measure.NO_R_PRIME_V1:g} mV (on its S wave)"
+        f"{measure.NO_R_PRIME_V1:g} mV (on its S wave); an answered incomplete RBBB is "
+        f"complete where V1's R' stands {measure.COMPLETE_RBBB_V1:g} mV or more"
     )
 
 

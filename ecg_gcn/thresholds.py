@@ -75,7 +75,8 @@ def decide(
     the two with the higher probability against its threshold is; where V1 ends its QRS on a
     late positive deflection (measure.RBBB_V1) and neither complete nor incomplete RBBB is
     answered, complete RBBB is; where it ends on its S wave (under measure.NO_R_PRIME_V1),
-    incomplete RBBB never is. The vetoes: no nonspecific intraventricular conduction delay on
+    incomplete RBBB never is, and where on a tall R' (measure.COMPLETE_RBBB_V1 or more), an
+    answered incomplete RBBB is a complete one. The vetoes: no nonspecific intraventricular conduction delay on
     a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR intervals that spread
     over less than measure.STEADY_RR_S; where the RR spread is measured, neither PAC nor PVC
     without a measured premature beat in a rhythm under measure.AF_IRREGULAR."""
@@ -94,6 +95,9 @@ def decide(
         v1 = measured[..., measure.V1_TERMINAL]
         late_r = v1 >= measure.RBBB_V1
         outputs[..., IRBBB_INDEX] &= ~(v1 < measure.NO_R_PRIME_V1)
+        tall_r = outputs[..., IRBBB_INDEX] & (v1 >= measure.COMPLETE_RBBB_V1)
+        outputs[..., IRBBB_INDEX] &= ~tall_r
+        outputs[..., CRBBB_INDEX] |= tall_r
         outputs[..., NSIVCB_INDEX] &= ~(measured[..., measure.QRS_DURATION] < measure.NARROW_QRS_S)
         spread = measured[..., measure.RR_SPREAD]
         outputs[..., SA_INDEX] &= ~(spread < measure.STEADY_RR_S)

@@ -228,6 +228,24 @@ def test_v1_ending_on_its_s_wave_is_never_incomplete_rbbb():
     assert min(incomplete) > measure.NO_R_PRIME_V1
 
 
+
+def test_a_tall_r_prime_makes_an_answered_incomplete_block_complete():
+    p = np.full((5, NUM_CLASSES), 0.05)
+    p[:, IRBBB_INDEX] = 0.6  # the network says incomplete...
+    p[3, CRBBB_INDEX] = 0.6  # ...and on one recording complete too
+    p[4, IRBBB_INDEX] = 0.05  # ...but not on the last
+    v1 = _rhythm(0.02, 0.0, [0.8, 0.3, np.nan, 0.8, 0.8])
+    decided = decide(p, 0.5, v1)
+    assert decided[:, IRBBB_INDEX].tolist() == [False, True, True, False, False]
+    assert decided[:, CRBBB_INDEX].tolist() == [True, False, False, True, True]
+    others = np.delete(np.arange(NUM_CLASSES), [CRBBB_INDEX, IRBBB_INDEX, NORMAL_INDEX])
+    assert np.array_equal(decided[:, others], decide(p, 0.5)[:, others])
+    # The cut-off parts the simulator's two blocks: most complete ones measure over it, most
+    # incomplete ones under.
+    complete = [v1_terminal(_record((synth.CRBBB,), seed)[0]) for seed in range(8)]
+    incomplete = [v1_terminal(_record((synth.IRBBB,), seed)[0]) for seed in range(8)]
+    assert np.median(complete) > measure.COMPLETE_RBBB_V1 > np.median(incomplete)
+
 def qrs_duration(x, fs=500):
     return measure.record(x, fs)[measure.QRS_DURATION]
 
