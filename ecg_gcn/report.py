@@ -515,12 +515,12 @@ def _rbbb_text(training: dict) -> str:
 
 def _veto_text(training: dict) -> str:
     if not training.get("veto_rules"):
-        return "none: NSIVCB, SA, PAC and PVC by their thresholds alone"
+        return "none: NSIVCB, SA, PAC, PVC, IAVB and LPR by their thresholds alone"
     return (
         f"no NSIVCB on a QRS under {measure.NARROW_QRS_S * 1000:.0f} ms; no SA on RR "
         f"intervals spread over less than {measure.STEADY_RR_S * 1000:.0f} ms (10th to 90th "
         f"percentile); no PAC or PVC without a measured premature beat in a rhythm under "
-        f"{measure.AF_IRREGULAR:g}"
+        f"{measure.AF_IRREGULAR:g}; no IAVB or LPR beside AF"
     )
 
 

@@ -24,7 +24,9 @@ from ecg_gcn import measure
 from ecg_gcn.labels import (
     AF_INDEX,
     CRBBB_INDEX,
+    IAVB_INDEX,
     IRBBB_INDEX,
+    LPR_INDEX,
     NORMAL_INDEX,
     NSIVCB_INDEX,
     PAC_INDEX,
@@ -79,7 +81,8 @@ def decide(
     answered incomplete RBBB is a complete one. The vetoes: no nonspecific intraventricular conduction delay on
     a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR intervals that spread
     over less than measure.STEADY_RR_S; where the RR spread is measured, neither PAC nor PVC
-    without a measured premature beat in a rhythm under measure.AF_IRREGULAR."""
+    without a measured premature beat in a rhythm under measure.AF_IRREGULAR, and neither a
+    first-degree AV block nor a prolonged PR interval beside AF (which has no PR interval)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -102,7 +105,8 @@ def decide(
         spread = measured[..., measure.RR_SPREAD]
         outputs[..., SA_INDEX] &= ~(spread < measure.STEADY_RR_S)
         # The spread's presence marks the vetoes on (a NaN column is a rule turned off).
-        quiet = (spread >= 0) & (measured[..., measure.PREMATURE_BEAT] == 0)
+        vetoes = spread >= 0
+        quiet = vetoes & (measured[..., measure.PREMATURE_BEAT] == 0)
         quiet &= irregular < measure.AF_IRREGULAR
     outputs[..., PAC_INDEX] &= ~quiet
     outputs[..., PVC_INDEX] &= ~quiet
@@ -112,6 +116,9 @@ def decide(
     outputs[..., PAC_INDEX] |= early & atrial
     outputs[..., PVC_INDEX] |= early & ~atrial
     outputs[..., CRBBB_INDEX] |= late_r & ~(outputs[..., CRBBB_INDEX] | outputs[..., IRBBB_INDEX])
+    no_pr = vetoes & outputs[..., AF_INDEX]  # AF has no PR interval to prolong
+    outputs[..., IAVB_INDEX] &= ~no_pr
+    outputs[..., LPR_INDEX] &= ~no_pr
     return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)
 
 

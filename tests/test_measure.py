@@ -11,7 +11,9 @@ from ecg_gcn import measure, signal, synth
 from ecg_gcn.labels import (
     AF_INDEX,
     CRBBB_INDEX,
+    IAVB_INDEX,
     IRBBB_INDEX,
+    LPR_INDEX,
     NORMAL_INDEX,
     NSIVCB_INDEX,
     NUM_CLASSES,
@@ -304,8 +306,22 @@ def test_the_vetoes_strike_a_class_whose_defining_measure_is_absent():
         assert decided[:, index].tolist() == [False, False, True, True, True, True]
     # Every other class is left as the thresholds answered it.
     struck = [NSIVCB_INDEX, SA_INDEX, PAC_INDEX, PVC_INDEX, AF_INDEX, NORMAL_INDEX]
+    struck += [IAVB_INDEX, LPR_INDEX]  # beside AF (the next test)
     others = np.delete(np.arange(NUM_CLASSES), struck)
     q = np.random.default_rng(0).random((6, NUM_CLASSES))
     assert np.array_equal(decide(q, 0.5, measured)[:, others], decide(q, 0.5)[:, others])
     # All four struck: sinus rhythm alone.
     assert decided[0].sum() == 1 and decided[0, NORMAL_INDEX]
+
+
+def test_no_pr_interval_class_is_answered_beside_af():
+    p = np.full((4, NUM_CLASSES), 0.05)
+    p[:, [IAVB_INDEX, LPR_INDEX]] = 0.9  # the network says both everywhere
+    p[1, AF_INDEX] = 0.9  # and AF on the second recording by its threshold
+    measured = _rhythm([0.2, 0.07, 0.02, 0.2], spread=[0.3, 0.1, 0.02, np.nan])
+    decided = decide(p, 0.5, measured)
+    assert decided[:, AF_INDEX].tolist() == [True, True, False, True]
+    # AF, by the rhythm or the threshold: no PR interval, so neither class; a sinus rhythm,
+    # or the vetoes off (no spread measured), leave them to the thresholds.
+    for index in (IAVB_INDEX, LPR_INDEX):
+        assert decided[:, index].tolist() == [False, False, True, True]
