@@ -520,7 +520,8 @@ def _veto_text(training: dict) -> str:
         f"no NSIVCB on a QRS under {measure.NARROW_QRS_S * 1000:.0f} ms; no SA on RR "
         f"intervals spread over less than {measure.STEADY_RR_S * 1000:.0f} ms (10th to 90th "
         f"percentile); no PAC or PVC without a measured premature beat in a rhythm under "
-        f"{measure.AF_IRREGULAR:g}; no IAVB or LPR beside AF"
+        f"{measure.AF_IRREGULAR:g}; no IAVB or LPR beside AF or on a PR interval under "
+        f"{measure.SHORT_PR_S * 1000:.0f} ms"
     )
 
 

@@ -82,7 +82,8 @@ def decide(
     a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR intervals that spread
     over less than measure.STEADY_RR_S; where the RR spread is measured, neither PAC nor PVC
     without a measured premature beat in a rhythm under measure.AF_IRREGULAR, and neither a
-    first-degree AV block nor a prolonged PR interval beside AF (which has no PR interval)."""
+    first-degree AV block nor a prolonged PR interval beside AF (which has no PR interval) or
+    on a PR interval measured under measure.SHORT_PR_S."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -117,6 +118,8 @@ def decide(
     outputs[..., PVC_INDEX] |= early & ~atrial
     outputs[..., CRBBB_INDEX] |= late_r & ~(outputs[..., CRBBB_INDEX] | outputs[..., IRBBB_INDEX])
     no_pr = vetoes & outputs[..., AF_INDEX]  # AF has no PR interval to prolong
+    with np.errstate(invalid="ignore"):
+        no_pr |= measured[..., measure.PR_INTERVAL] < measure.SHORT_PR_S
     outputs[..., IAVB_INDEX] &= ~no_pr
     outputs[..., LPR_INDEX] &= ~no_pr
     return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)

@@ -94,8 +94,8 @@ def test_too_few_beats_measure_nothing():
         measure.record(np.zeros(5000), 500)
 
 
-def _rhythm(irregularity, premature=0.0, v1_terminal=np.nan, qrs=np.nan, spread=np.nan):
-    columns = np.broadcast_arrays(irregularity, premature, v1_terminal, qrs, spread)
+def _rhythm(irregularity, premature=0.0, v1_terminal=np.nan, qrs=np.nan, spread=np.nan, pr=np.nan):
+    columns = np.broadcast_arrays(irregularity, premature, v1_terminal, qrs, spread, pr)
     return np.column_stack(columns).astype(float)
 
 
@@ -325,3 +325,36 @@ def test_no_pr_interval_class_is_answered_beside_af():
     # or the vetoes off (no spread measured), leave them to the thresholds.
     for index in (IAVB_INDEX, LPR_INDEX):
         assert decided[:, index].tolist() == [False, False, True, True]
+
+
+def test_a_pr_interval_measured_short_of_a_block_is_never_iavb():
+    p = np.full((3, NUM_CLASSES), 0.05)
+    p[:, [IAVB_INDEX, LPR_INDEX]] = 0.9
+    measured = _rhythm(0.02, spread=0.02, pr=[0.14, 0.25, np.nan])
+    decided = decide(p, 0.5, measured)
+    for index in (IAVB_INDEX, LPR_INDEX):
+        assert decided[:, index].tolist() == [False, True, True]
+
+
+def pr_interval(x, fs=500):
+    return measure.record(x, fs)[measure.PR_INTERVAL]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_pr_interval_is_read_near_the_simulated_one(seed):
+    for code in (synth.NSR, synth.IAVB, synth.SB, synth.LBBB):
+        x, info = _record((code,), seed)
+        assert pr_interval(x) * 1000 == pytest.approx(info["pr_ms"], abs=25)
+    x, info = _record((synth.IAVB,), seed)
+    assert pr_interval(x) >= 0.2 > measure.SHORT_PR_S
+    at_1000 = pr_interval(signal.resample(x, 500, 1000), 1000)
+    assert pr_interval(signal.resample(x, 500, 300), 300) == pytest.approx(at_1000, abs=0.01)
+
+
+def test_no_pr_interval_is_read_where_the_previous_t_wave_meets_the_qrs():
+    for rate in (120.0, 160.0):
+        x, info = _record((synth.STACH,), 0, heart_rate=rate)
+        assert info["heart_rate"] == pytest.approx(rate, abs=1.0)
+        assert math.isnan(pr_interval(x))
+    x, _ = _record((synth.NSR,), 0, heart_rate=90.0)
+    assert not math.isnan(pr_interval(x))
