@@ -57,7 +57,7 @@ incomplete alone 13 times a seed, and 10 of these measure 0.45 mV or more, up to
 (BENCHMARKS.md, "Round seventeen"). The
 cut-off comes from the simulator's records and the Challenge's prevalence: on 600 fresh
 complete and 600 incomplete blocks, 0.45 mV is where the errors of the two, weighed 3,071 to
-1,611, are fewest (14 % of complete blocks measure under it, 28 % of incomplete ones over).
+1,611, are fewest (16 % of complete blocks measure under it, 28 % of incomplete ones over).
 
 Some classes are defined by a measure, and where the measure says the class is absent the
 entry does not answer it, whatever the network says (`TrainConfig.veto_rules`): the vetoes.

@@ -78,12 +78,13 @@ def decide(
     late positive deflection (measure.RBBB_V1) and neither complete nor incomplete RBBB is
     answered, complete RBBB is; where it ends on its S wave (under measure.NO_R_PRIME_V1),
     incomplete RBBB never is, and where on a tall R' (measure.COMPLETE_RBBB_V1 or more), an
-    answered incomplete RBBB is a complete one. The vetoes: no nonspecific intraventricular conduction delay on
-    a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR intervals that spread
-    over less than measure.STEADY_RR_S; where the RR spread is measured, neither PAC nor PVC
-    without a measured premature beat in a rhythm under measure.AF_IRREGULAR, and neither a
-    first-degree AV block nor a prolonged PR interval beside AF (which has no PR interval) or
-    on a PR interval measured under measure.SHORT_PR_S."""
+    answered incomplete RBBB is a complete one. The vetoes: no nonspecific intraventricular
+    conduction delay on a QRS measured under measure.NARROW_QRS_S; no sinus arrhythmia on RR
+    intervals that spread over less than measure.STEADY_RR_S; where the RR spread is
+    measured, neither PAC nor PVC without a measured premature beat in a rhythm under
+    measure.AF_IRREGULAR, and neither a first-degree AV block nor a prolonged PR interval
+    beside AF (which has no PR interval) or on a PR interval measured under
+    measure.SHORT_PR_S."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)

@@ -230,7 +230,6 @@ def test_v1_ending_on_its_s_wave_is_never_incomplete_rbbb():
     assert min(incomplete) > measure.NO_R_PRIME_V1
 
 
-
 def test_a_tall_r_prime_makes_an_answered_incomplete_block_complete():
     p = np.full((5, NUM_CLASSES), 0.05)
     p[:, IRBBB_INDEX] = 0.6  # the network says incomplete...
@@ -247,6 +246,7 @@ def test_a_tall_r_prime_makes_an_answered_incomplete_block_complete():
     complete = [v1_terminal(_record((synth.CRBBB,), seed)[0]) for seed in range(8)]
     incomplete = [v1_terminal(_record((synth.IRBBB,), seed)[0]) for seed in range(8)]
     assert np.median(complete) > measure.COMPLETE_RBBB_V1 > np.median(incomplete)
+
 
 def qrs_duration(x, fs=500):
     return measure.record(x, fs)[measure.QRS_DURATION]
