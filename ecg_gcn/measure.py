@@ -54,10 +54,10 @@ complete block's a tall, broad R'. Where the network answered incomplete RBBB an
 40 ms stand COMPLETE_RBBB_V1 or more, the entry answers complete RBBB instead. The network
 confused the two on new hospitals: held out, CPSC's 35 complete blocks were answered as
 incomplete alone 13 times a seed, and 10 of these measure 0.45 mV or more, up to 1.2 mV
-(BENCHMARKS.md, "Round seventeen"). The
-cut-off comes from the simulator's records and the Challenge's prevalence: on 600 fresh
-complete and 600 incomplete blocks, 0.45 mV is where the errors of the two, weighed 3,071 to
-1,611, are fewest (16 % of complete blocks measure under it, 28 % of incomplete ones over).
+(BENCHMARKS.md, "Round seventeen"). The cut-off comes from the simulator's records and the
+Challenge's prevalence: on 600 fresh complete and 600 incomplete blocks, 0.45 mV is where
+the errors of the two, weighed 3,071 to 1,611, are fewest (16 % of complete blocks measure
+under it, 28 % of incomplete ones over).
 
 Some classes are defined by a measure, and where the measure says the class is absent the
 entry does not answer it, whatever the network says (`TrainConfig.veto_rules`): the vetoes.
