@@ -26,6 +26,7 @@ AF_CODE, PAC_CODE, PVC_CODE = "164889003", "284470004", "427172004"
 CRBBB_CODE, IRBBB_CODE = "713427006", "713426002"
 NSIVCB_CODE, SA_CODE = "698252002", "427393009"  # nonspecific IVCD, sinus arrhythmia
 IAVB_CODE, LPR_CODE = "270492004", "164947007"  # 1st degree AV block, prolonged PR interval
+LQT_CODE = "111975006"  # prolonged QT interval
 
 # Scored as one diagnosis each; the first code is the representative (evaluation-2020, 2020-08).
 EQUIVALENT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -117,6 +118,7 @@ AF_INDEX, PAC_INDEX, PVC_INDEX = (CLASSES.index(c) for c in (AF_CODE, PAC_CODE, 
 CRBBB_INDEX, IRBBB_INDEX = (CLASSES.index(c) for c in (CRBBB_CODE, IRBBB_CODE))
 NSIVCB_INDEX, SA_INDEX = (CLASSES.index(c) for c in (NSIVCB_CODE, SA_CODE))
 IAVB_INDEX, LPR_INDEX = (CLASSES.index(c) for c in (IAVB_CODE, LPR_CODE))
+LQT_INDEX = CLASSES.index(LQT_CODE)
 CLASS_INDEX = {code: i for i, code in enumerate(CLASSES)}
 
 

@@ -27,6 +27,7 @@ from ecg_gcn.labels import (
     IAVB_INDEX,
     IRBBB_INDEX,
     LPR_INDEX,
+    LQT_INDEX,
     NORMAL_INDEX,
     NSIVCB_INDEX,
     PAC_INDEX,
@@ -84,7 +85,8 @@ def decide(
     measured, neither PAC nor PVC without a measured premature beat in a rhythm under
     measure.AF_IRREGULAR, and neither a first-degree AV block nor a prolonged PR interval
     beside AF (which has no PR interval) or on a PR interval measured under
-    measure.SHORT_PR_S."""
+    measure.SHORT_PR_S, and no prolonged QT interval on a QTc measured under
+    measure.SHORT_QTC_S."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -121,8 +123,10 @@ def decide(
     no_pr = vetoes & outputs[..., AF_INDEX]  # AF has no PR interval to prolong
     with np.errstate(invalid="ignore"):
         no_pr |= measured[..., measure.PR_INTERVAL] < measure.SHORT_PR_S
+        no_qt = measured[..., measure.QTC] < measure.SHORT_QTC_S
     outputs[..., IAVB_INDEX] &= ~no_pr
     outputs[..., LPR_INDEX] &= ~no_pr
+    outputs[..., LQT_INDEX] &= ~no_qt
     return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)
 
 

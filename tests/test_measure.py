@@ -14,6 +14,7 @@ from ecg_gcn.labels import (
     IAVB_INDEX,
     IRBBB_INDEX,
     LPR_INDEX,
+    LQT_INDEX,
     NORMAL_INDEX,
     NSIVCB_INDEX,
     NUM_CLASSES,
@@ -94,8 +95,16 @@ def test_too_few_beats_measure_nothing():
         measure.record(np.zeros(5000), 500)
 
 
-def _rhythm(irregularity, premature=0.0, v1_terminal=np.nan, qrs=np.nan, spread=np.nan, pr=np.nan):
-    columns = np.broadcast_arrays(irregularity, premature, v1_terminal, qrs, spread, pr)
+def _rhythm(
+    irregularity,
+    premature=0.0,
+    v1_terminal=np.nan,
+    qrs=np.nan,
+    spread=np.nan,
+    pr=np.nan,
+    qtc=np.nan,
+):
+    columns = np.broadcast_arrays(irregularity, premature, v1_terminal, qrs, spread, pr, qtc)
     return np.column_stack(columns).astype(float)
 
 
@@ -349,6 +358,37 @@ def test_the_pr_interval_is_read_near_the_simulated_one(seed):
     assert pr_interval(x) >= 0.2 > measure.SHORT_PR_S
     at_1000 = pr_interval(signal.resample(x, 500, 1000), 1000)
     assert pr_interval(signal.resample(x, 500, 300), 300) == pytest.approx(at_1000, abs=0.01)
+
+
+def test_a_qtc_measured_short_of_a_long_qt_is_never_lqt():
+    p = np.full((3, NUM_CLASSES), 0.05)
+    p[:, LQT_INDEX] = 0.9
+    decided = decide(p, 0.5, _rhythm(0.02, spread=0.02, qtc=[0.40, 0.47, np.nan]))
+    assert decided[:, LQT_INDEX].tolist() == [False, True, True]
+    assert decided[0, NORMAL_INDEX] and decided[0].sum() == 1
+
+
+def qtc(x, fs=500):
+    return measure.record(x, fs)[measure.QTC]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_qtc_is_read_near_the_simulated_one(seed):
+    for codes in ((synth.NSR,), (synth.SB,), (synth.NSR, synth.LQT), (synth.SB, synth.LQT)):
+        x, info = _record(codes, seed)
+        assert qtc(x) * 1000 == pytest.approx(info["qtc_ms"], abs=25), codes
+    x, _ = _record((synth.NSR, synth.LQT), seed)
+    assert qtc(x) > 0.46 > measure.SHORT_QTC_S
+    at_1000 = qtc(signal.resample(x, 500, 1000), 1000)
+    assert qtc(signal.resample(x, 500, 300), 300) == pytest.approx(at_1000, abs=0.01)
+
+
+def test_a_long_qt_with_a_flat_or_biphasic_t_wave_never_reads_short():
+    # The simulator's abnormal T waves are flat or biphasic; the T wave's end is read off its
+    # last fall, so the dip between a biphasic T wave's two halves is not taken for its end.
+    for seed in range(8):
+        x, info = _record((synth.NSR, synth.LQT, synth.TAB), seed)
+        assert not qtc(x) < measure.SHORT_QTC_S, (seed, info["plan"].t_wave)
 
 
 def test_no_pr_interval_is_read_where_the_previous_t_wave_meets_the_qrs():
