@@ -211,15 +211,23 @@ def _beats(x: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(wfdb.processing.xqrs_detect(trace, fs=fs, verbose=False), dtype=int)
 
 
-def median_beat(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray, int] | None:
-    """(leads, samples) median of the band-passed beats around `peaks`, and the index of the
-    detected beat in it; None with fewer than two whole beats."""
-    before, after = round(BEAT_WINDOW_S[0] * fs), round(BEAT_WINDOW_S[1] * fs)
+def median_beat(
+    x: np.ndarray,
+    peaks: np.ndarray,
+    fs: float,
+    band: tuple[float, float] = BEAT_BAND_HZ,
+    after: int | None = None,
+) -> tuple[np.ndarray, int] | None:
+    """(leads, samples) median of the beats around `peaks` in `band`, from BEAT_WINDOW_S
+    before each to `after` samples after it (BEAT_WINDOW_S's), and the index of the detected
+    beat in it; None with fewer than two whole beats."""
+    before = round(BEAT_WINDOW_S[0] * fs)
+    after = round(BEAT_WINDOW_S[1] * fs) if after is None else after
     peaks = peaks[(peaks >= before) & (peaks + after <= x.shape[1])]
     if len(peaks) < 2:
         return None
-    band = _band(x, fs, BEAT_BAND_HZ)
-    segments = np.stack([band[:, p - before : p + after] for p in peaks])
+    filtered = _band(x, fs, band)
+    segments = np.stack([filtered[:, p - before : p + after] for p in peaks])
     return np.median(segments, axis=0), before
 
 
@@ -321,17 +329,15 @@ def qtc(
     after = round(min(T_REACH[0] * rr, T_REACH[1]) * fs)
     if pr > 0:  # the reach ends where the next beat's P wave begins
         after = min(after, onset - before + round((rr - pr - P_GAP_S) * fs))
-    peaks = peaks[(peaks >= before) & (peaks + after <= x.shape[1])]
-    if len(peaks) < 2:
+    median = median_beat(x, peaks, fs, T_BAND_HZ, after)
+    if median is None:
         return math.nan
-    band = _band(x, fs, T_BAND_HZ)
-    beat = np.median(np.stack([band[:, p - before : p + after] for p in peaks]), axis=0)
-    beat = beat[np.abs(beat).max(axis=1) > FLAT_BEAT_MV]
+    beat = median[0][np.abs(median[0]).max(axis=1) > FLAT_BEAT_MV]
+    start = offset + round(T_GAP_S * fs)
+    if len(beat) < 3 or start >= beat.shape[1] - 2:
+        return math.nan
     level = beat[:, max(0, onset - round(0.02 * fs)) : onset + 1].mean(axis=1)
     apart = np.sqrt(((beat - level[:, None]) ** 2).sum(axis=0))
-    start = offset + round(T_GAP_S * fs)
-    if len(beat) < 3 or start >= apart.size - 2:
-        return math.nan
     top = start + int(np.argmax(apart[start:]))
     # The T wave's last fall: around where it last stands half its height (a biphasic T wave
     # falls twice), its steepest slope; the tangent there meets the level before the QRS at
