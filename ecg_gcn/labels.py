@@ -27,6 +27,7 @@ CRBBB_CODE, IRBBB_CODE = "713427006", "713426002"
 NSIVCB_CODE, SA_CODE = "698252002", "427393009"  # nonspecific IVCD, sinus arrhythmia
 IAVB_CODE, LPR_CODE = "270492004", "164947007"  # 1st degree AV block, prolonged PR interval
 LQT_CODE = "111975006"  # prolonged QT interval
+LQRSV_CODE = "251146004"  # low QRS voltages
 
 # Scored as one diagnosis each; the first code is the representative (evaluation-2020, 2020-08).
 EQUIVALENT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -118,7 +119,7 @@ AF_INDEX, PAC_INDEX, PVC_INDEX = (CLASSES.index(c) for c in (AF_CODE, PAC_CODE, 
 CRBBB_INDEX, IRBBB_INDEX = (CLASSES.index(c) for c in (CRBBB_CODE, IRBBB_CODE))
 NSIVCB_INDEX, SA_INDEX = (CLASSES.index(c) for c in (NSIVCB_CODE, SA_CODE))
 IAVB_INDEX, LPR_INDEX = (CLASSES.index(c) for c in (IAVB_CODE, LPR_CODE))
-LQT_INDEX = CLASSES.index(LQT_CODE)
+LQT_INDEX, LQRSV_INDEX = CLASSES.index(LQT_CODE), CLASSES.index(LQRSV_CODE)
 CLASS_INDEX = {code: i for i, code in enumerate(CLASSES)}
 
 

@@ -87,6 +87,14 @@ plainly carry none (BENCHMARKS.md, "Round sixteen"):
   measure 480 ms and more (1st percentile, flat and biphasic T waves included), its other
   records 3 ms over the truth at the median; the sample's one labelled long QT measures
   488 ms and its recordings 405 ms at the median.
+- low QRS voltages are QRSs under 0.5 mV peak to peak in every limb lead or under 1 mV in
+  every chest lead: no LQRSV where the tallest limb lead's QRS measures TALL_LIMB_QRS_MV
+  (0.7 mV) or more and the tallest chest lead's TALL_CHEST_QRS_MV (1.2 mV) or more, on the
+  median beat. The margins (0.2 mV over either bound) leave room for a header's gain that is
+  somewhat off. The simulator's low-voltage records measure 0.40 and 0.78 mV at most (99th
+  percentiles, 150 records), its normal ones 1.03 and 1.75 mV at the median (89 % of them
+  reach both cut-offs); the sample's one labelled low voltage (PTB-XL's) measures 0.63 and
+  1.67 mV.
 
 The PR interval is read off the P wave's peak, which stands out more plainly on a real
 recording than its onset: on the median of the beats in a 1-15 Hz band, between the QRS's
@@ -139,9 +147,21 @@ NARROW_QRS_S = 0.09  # a QRS measured under this is narrow: no nonspecific IVCD
 STEADY_RR_S = 0.08  # RR intervals spread over less than this (10th to 90th percentile): no SA
 SHORT_PR_S = 0.16  # a PR interval measured under this is short of a block: no IAVB or LPR
 SHORT_QTC_S = 0.43  # a QTc (Bazett) measured under this is short of a long QT: no LQT
+# mV: a QRS this tall in a limb lead and this tall in a chest lead is not low voltage: no LQRSV
+TALL_LIMB_QRS_MV, TALL_CHEST_QRS_MV = 0.7, 1.2
 # The columns of `record`'s answer.
-IRREGULARITY, PREMATURE_BEAT, V1_TERMINAL, QRS_DURATION, RR_SPREAD, PR_INTERVAL, QTC = range(7)
-COLUMNS = 7
+(
+    IRREGULARITY,
+    PREMATURE_BEAT,
+    V1_TERMINAL,
+    QRS_DURATION,
+    RR_SPREAD,
+    PR_INTERVAL,
+    QTC,
+    LIMB_QRS,
+    CHEST_QRS,
+) = range(9)
+COLUMNS = 9
 FLAT_MV = 0.01  # a lead whose QRS-band trace never leaves +-10 uV is flat (or absent)
 QRS_BAND_HZ = (5.0, 25.0)
 # The median beat: this stretch around each detected beat, band-passed to keep its shape.
@@ -164,7 +184,7 @@ T_REACH = (0.9, 0.75)  # the T wave is sought up to this share of the RR interva
 T_GAP_S = 0.08  # its peak at least this long after the QRS
 T_MIN_MV = 0.05  # a T wave stands at least this far from the level before the QRS (live leads)
 T_FALL_S = 0.04  # its end is read off its steepest fall within this of where it last stands half
-V1 = LEADS.index("V1")
+V1 = CHEST = LEADS.index("V1")  # the chest leads are V1 to V6, after the six limb leads
 
 
 def _band(x: np.ndarray, fs: float, band: tuple[float, float]) -> np.ndarray:
@@ -277,6 +297,16 @@ def v1_terminal(qrs: tuple[np.ndarray, int, int] | None, fs: float) -> float:
     return float(beat[V1, max(onset, offset - round(TERMINAL_S * fs)) : offset + 1].mean() - level)
 
 
+def qrs_heights(qrs: tuple[np.ndarray, int, int] | None) -> tuple[float, float]:
+    """mV: the tallest QRS, peak to peak on a `median_qrs` beat, of the limb leads (I to aVF)
+    and of the chest leads (V1 to V6); NaN without a median beat or a QRS."""
+    if qrs is None:
+        return math.nan, math.nan
+    beat, onset, offset = qrs
+    height = np.ptp(beat[:, onset : offset + 1], axis=1)
+    return float(height[:CHEST].max()), float(height[CHEST:].max())
+
+
 def pr_interval(
     x: np.ndarray, peaks: np.ndarray, qrs: tuple[np.ndarray, int, int] | None, fs: float
 ) -> float:
@@ -359,8 +389,8 @@ def record(x: np.ndarray, fs: float) -> np.ndarray:
     |successive RR difference| over the median RR, [PREMATURE_BEAT] 1.0 where a premature beat
     is measured, else 0.0, [V1_TERMINAL] `v1_terminal`, [QRS_DURATION] s, the median beat's
     QRS (`qrs_bounds`; NaN without one), [RR_SPREAD] s, the 10th to 90th percentile of the RR
-    intervals, [PR_INTERVAL] s, `pr_interval`, [QTC] s, `qtc`; all NaN with fewer than MIN_BEATS
-    beats."""
+    intervals, [PR_INTERVAL] s, `pr_interval`, [QTC] s, `qtc`, [LIMB_QRS] and [CHEST_QRS] mV,
+    `qrs_heights`; all NaN with fewer than MIN_BEATS beats."""
     x = _finite(x)
     peaks = _beats(x, fs)
     measured = np.full(COLUMNS, math.nan)
@@ -379,6 +409,7 @@ def record(x: np.ndarray, fs: float) -> np.ndarray:
         measured[QRS_DURATION] = (qrs[2] - qrs[1]) / fs
     measured[PR_INTERVAL] = pr_interval(x, peaks, qrs, fs)
     measured[QTC] = qtc(x, peaks, qrs, fs, measured[PR_INTERVAL])
+    measured[LIMB_QRS], measured[CHEST_QRS] = qrs_heights(qrs)
     return measured
 
 

@@ -34,7 +34,14 @@ WINDOW_BATCH = 16
 RULE_COLUMNS: dict[str, tuple[int, ...]] = {
     "rhythm_rules": (measure.IRREGULARITY, measure.PREMATURE_BEAT),
     "rbbb_rule": (measure.V1_TERMINAL,),
-    "veto_rules": (measure.QRS_DURATION, measure.RR_SPREAD, measure.PR_INTERVAL, measure.QTC),
+    "veto_rules": (
+        measure.QRS_DURATION,
+        measure.RR_SPREAD,
+        measure.PR_INTERVAL,
+        measure.QTC,
+        measure.LIMB_QRS,
+        measure.CHEST_QRS,
+    ),
 }
 
 

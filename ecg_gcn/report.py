@@ -515,14 +515,16 @@ def _rbbb_text(training: dict) -> str:
 
 def _veto_text(training: dict) -> str:
     if not training.get("veto_rules"):
-        return "none: NSIVCB, SA, PAC, PVC, IAVB, LPR and LQT by their thresholds alone"
+        return "none: NSIVCB, SA, PAC, PVC, IAVB, LPR, LQT and LQRSV by their thresholds alone"
     return (
         f"no NSIVCB on a QRS under {measure.NARROW_QRS_S * 1000:.0f} ms; no SA on RR "
         f"intervals spread over less than {measure.STEADY_RR_S * 1000:.0f} ms (10th to 90th "
         f"percentile); no PAC or PVC without a measured premature beat in a rhythm under "
         f"{measure.AF_IRREGULAR:g}; no IAVB or LPR beside AF or on a PR interval under "
         f"{measure.SHORT_PR_S * 1000:.0f} ms; no LQT on a QTc under "
-        f"{measure.SHORT_QTC_S * 1000:.0f} ms"
+        f"{measure.SHORT_QTC_S * 1000:.0f} ms; no LQRSV where a limb lead's QRS stands "
+        f"{measure.TALL_LIMB_QRS_MV:g} mV or more and a chest lead's {measure.TALL_CHEST_QRS_MV:g}"
+        " mV or more"
     )
 
 

@@ -27,6 +27,7 @@ from ecg_gcn.labels import (
     IAVB_INDEX,
     IRBBB_INDEX,
     LPR_INDEX,
+    LQRSV_INDEX,
     LQT_INDEX,
     NORMAL_INDEX,
     NSIVCB_INDEX,
@@ -85,8 +86,9 @@ def decide(
     measured, neither PAC nor PVC without a measured premature beat in a rhythm under
     measure.AF_IRREGULAR, and neither a first-degree AV block nor a prolonged PR interval
     beside AF (which has no PR interval) or on a PR interval measured under
-    measure.SHORT_PR_S, and no prolonged QT interval on a QTc measured under
-    measure.SHORT_QTC_S."""
+    measure.SHORT_PR_S, no prolonged QT interval on a QTc measured under
+    measure.SHORT_QTC_S, and no low QRS voltage where a limb lead's QRS measures
+    measure.TALL_LIMB_QRS_MV or more and a chest lead's measure.TALL_CHEST_QRS_MV or more."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if measured is None:
         return binarize(probabilities, thresholds, fallback=NORMAL_INDEX)
@@ -124,9 +126,12 @@ def decide(
     with np.errstate(invalid="ignore"):
         no_pr |= measured[..., measure.PR_INTERVAL] < measure.SHORT_PR_S
         no_qt = measured[..., measure.QTC] < measure.SHORT_QTC_S
+        tall = measured[..., measure.LIMB_QRS] >= measure.TALL_LIMB_QRS_MV
+        tall &= measured[..., measure.CHEST_QRS] >= measure.TALL_CHEST_QRS_MV
     outputs[..., IAVB_INDEX] &= ~no_pr
     outputs[..., LPR_INDEX] &= ~no_pr
     outputs[..., LQT_INDEX] &= ~no_qt
+    outputs[..., LQRSV_INDEX] &= ~tall  # low voltage is all limb leads or all chest leads low
     return binarize(outputs.astype(np.float64), 0.5, fallback=NORMAL_INDEX)
 
 

@@ -14,6 +14,7 @@ from ecg_gcn.labels import (
     IAVB_INDEX,
     IRBBB_INDEX,
     LPR_INDEX,
+    LQRSV_INDEX,
     LQT_INDEX,
     NORMAL_INDEX,
     NSIVCB_INDEX,
@@ -103,8 +104,12 @@ def _rhythm(
     spread=np.nan,
     pr=np.nan,
     qtc=np.nan,
+    limb=np.nan,
+    chest=np.nan,
 ):
-    columns = np.broadcast_arrays(irregularity, premature, v1_terminal, qrs, spread, pr, qtc)
+    columns = np.broadcast_arrays(
+        irregularity, premature, v1_terminal, qrs, spread, pr, qtc, limb, chest
+    )
     return np.column_stack(columns).astype(float)
 
 
@@ -398,3 +403,37 @@ def test_no_pr_interval_is_read_where_the_previous_t_wave_meets_the_qrs():
         assert math.isnan(pr_interval(x))
     x, _ = _record((synth.NSR,), 0, heart_rate=90.0)
     assert not math.isnan(pr_interval(x))
+
+
+def test_a_qrs_tall_in_a_limb_and_in_a_chest_lead_is_never_low_voltage():
+    p = np.full((5, NUM_CLASSES), 0.05)
+    p[:, LQRSV_INDEX] = 0.9
+    limb = [1.0, 0.4, 1.0, np.nan, 0.7]
+    chest = [1.5, 1.5, 0.8, 1.5, 1.2]
+    decided = decide(p, 0.5, _rhythm(0.02, spread=0.02, limb=limb, chest=chest))
+    # Low limb voltages or low chest voltages alone make low QRS voltage: either keeps it.
+    assert decided[:, LQRSV_INDEX].tolist() == [False, True, True, True, False]
+    assert decided[0, NORMAL_INDEX] and decided[0].sum() == 1
+
+
+def heights(x, fs=500):
+    return measure.record(x, fs)[[measure.LIMB_QRS, measure.CHEST_QRS]]
+
+
+def test_the_qrs_heights_keep_every_simulated_low_voltage_and_follow_the_gain():
+    tall = (measure.TALL_LIMB_QRS_MV, measure.TALL_CHEST_QRS_MV)
+    for seed in range(10):
+        for rhythm in (synth.NSR, synth.SB, synth.AF):
+            x, _ = _record((rhythm, synth.LQRSV), seed)
+            assert not np.all(heights(x) >= tall), (seed, rhythm)
+    normal = np.array([heights(_record((synth.NSR,), seed)[0]) for seed in range(10)])
+    assert np.mean(np.all(normal >= tall, axis=1)) >= 0.7
+    x, _ = _record((synth.NSR,), 3)
+    # Millivolts, whatever the rate: half the gain reads half as tall.
+    assert heights(x * 0.5) == pytest.approx(heights(x) * 0.5, rel=1e-6)
+    at_1000 = heights(signal.resample(x, 500, 1000), 1000)
+    assert heights(signal.resample(x, 500, 300), 300) == pytest.approx(at_1000, abs=0.05)
+    # Dead chest leads read nothing tall there: the veto does not act on a record missing them.
+    dead = x.copy()
+    dead[measure.CHEST :] = 0.0
+    assert heights(dead)[1] == 0.0
